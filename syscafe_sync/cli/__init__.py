@@ -1,0 +1,38 @@
+"""The command line (SPEC §2): parse, call the core, render. No sync logic lives here."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .app import App, Group
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--home", envvar="SYSCAFE_SYNC_HOME", type=click.Path(file_okay=False), help="Where the configuration, the embedded database and the logs live (env SYSCAFE_SYNC_HOME).")
+@click.option("--db", "db_url", envvar="SYSCAFE_SYNC_DB", metavar="URL", help="The main database: sqlite:///PATH (default, inside home) or postgresql://… (env SYSCAFE_SYNC_DB).")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output: one JSON document (JSON lines for streams).")
+@click.version_option(__version__, prog_name="syscafe-sync")
+@click.pass_context
+def cli(ctx: click.Context, home, db_url, json_out):
+    """syscafe-sync consolidates the cajas (points of sale) of a LAN into one main server.
+
+    Start with `syscafe-sync init`, register each caja with `caja add`, then
+    `import`. `syscafe-sync demo` shows everything on bundled data.
+    """
+    ctx.obj = App(home=home, db_url=db_url, json_out=json_out)
+
+
+def _register() -> None:
+    from . import cajas, imports, logs, setup
+
+    for module in (setup, cajas, imports, logs):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="syscafe-sync")

@@ -1,0 +1,148 @@
+"""What every command shares: the options of SPEC §2, opening home and database, rendering, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+
+import click
+
+from .. import config as config_mod
+from .. import db as db_mod
+from .. import synclog
+from ..errors import SyncError, UsageError
+
+
+@dataclass
+class App:
+    home: str | None
+    db_url: str | None
+    json_out: bool
+    _config: config_mod.Config | None = field(default=None, repr=False)
+
+    def config(self, must_exist: bool = True) -> config_mod.Config:
+        if self._config is None:
+            self._config = config_mod.load(self.home, self.db_url, must_exist=must_exist)
+        return self._config
+
+    def open(self) -> config_mod.Config:
+        """The configuration, with the database connected and the log file set up."""
+        cfg = self.config()
+        db = db_mod.connect(cfg.db_url)
+        db_mod.require_schema(db)
+        synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+        return cfg
+
+    def emit(self, data: dict, text: str | None = None) -> None:
+        if self.json_out:
+            click.echo(json.dumps(data, ensure_ascii=False, default=str, indent=None))
+        elif text is not None:
+            click.echo(text)
+
+    @property
+    def interactive(self) -> bool:
+        return not self.json_out and sys.stderr.isatty()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class Command(click.Command):
+    def invoke(self, ctx: click.Context):
+        # meta is shared by the whole context chain: the group's error handler reads it.
+        ctx.meta["syscafe.command"] = ctx.command_path.split(" ", 1)[-1]
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """Turns our errors into one plain sentence and SPEC's exit codes, and logs every refusal."""
+
+    command_class = Command
+    group_class = type
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SyncError as exc:
+            _log_refusal(ctx, exc)
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # A bug of ours: one sentence for the person, the traceback for the log file.
+            synclog.logger().exception("unexpected error", command=ctx.meta.get("syscafe.command"))
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}; the traceback is in the log file under home, please report it.", err=True)
+            ctx.exit(1)
+
+
+def _log_refusal(ctx: click.Context, exc: SyncError) -> None:
+    """Written to the sync log when the database is open; a refusal before that has nowhere to go but stderr."""
+    if db_mod.database.obj is None or db_mod.database.is_closed():
+        return
+    action = ctx.meta.get("syscafe.command", "command")
+    try:
+        synclog.record(synclog.Entry(action=action, outcome="refused", level="warning", message=str(exc)))
+    except Exception:
+        pass  # the database may be the very thing that failed
+
+
+def render_table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class DateParam(click.ParamType):
+    """A process date: YYYY-MM-DD, `today` or `yesterday` (in the company's time zone)."""
+
+    name = "DATE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.date):
+            return value
+        text = str(value).strip().lower()
+        if text in ("today", "yesterday"):
+            return text
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-11-22, or today / yesterday.", param, ctx)
+
+
+def resolve_day(value, cfg: config_mod.Config) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    today = dt.datetime.now(cfg.timezone).date()
+    return today if value == "today" else today - dt.timedelta(days=1)
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+def parse_moment(text: str, cfg: config_mod.Config, what: str) -> dt.datetime:
+    """A point in time: ISO date or datetime (company time zone when no offset), today, yesterday, or 30m / 2h / 7d ago."""
+    t = text.strip().lower()
+    tz = cfg.timezone
+    now = dt.datetime.now(tz)
+    if t in ("now",):
+        return now
+    if t in ("today", "yesterday"):
+        day = now.date() - dt.timedelta(days=1 if t == "yesterday" else 0)
+        return dt.datetime.combine(day, dt.time(), tz)
+    m = _RELATIVE.match(t)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        return now - dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"{what} {text!r} is not a time; use 2026-11-22, 2026-11-22T14:00, today, yesterday, or 30m / 2h / 7d."
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)

@@ -1,0 +1,188 @@
+"""Defaults, the configuration file and its validation.
+
+Every default lives in DEFAULTS; the file `config.toml` in home overrides it,
+the environment overrides the file for the home and the database, and options
+override both.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from .errors import ConfigError, NotInitialised
+
+APP = "syscafe-sync"
+CONFIG_FILE = "config.toml"
+DB_FILE = "syscafe-sync.db"
+LOG_DIR = "logs"
+LOG_FILE = "syscafe-sync.log"
+
+DEFAULTS: dict[str, dict[str, object]] = {
+    "sync": {
+        # Minutes between two passes of the service; decimals allowed.
+        "interval_minutes": 5,
+        "timezone": "America/Bogota",
+    },
+    "limits": {
+        # A voucher file larger than this is refused (SPEC: 1 MiB).
+        "max_file_bytes": 1024 * 1024,
+        # How long a caja root may take to answer a listing before it is unreachable.
+        "connect_timeout_s": 5.0,
+        # The most one caja may take in one action before it is cut off.
+        "caja_timeout_s": 600.0,
+        # How long a run waits for another run on the same caja before saying "busy".
+        "lock_wait_s": 30.0,
+        # A lease not renewed for this long is free again (a killed run's lock).
+        "lease_s": 120.0,
+        # Vouchers written to the database in one transaction.
+        "batch_size": 500,
+    },
+    "log": {
+        "retention_days": 90,
+        "file_max_bytes": 10 * 1024 * 1024,
+        "file_backups": 5,
+    },
+}
+
+TEMPLATE = """\
+# syscafe-sync configuration. Every value here has a default; delete a line to use it.
+
+[sync]
+# Minutes between two passes of the service (decimals allowed: 0.5 is 30 s).
+interval_minutes = {interval_minutes}
+# The company's time zone: the process date is "today" there.
+timezone = "{timezone}"
+
+[limits]
+# A voucher file larger than this many bytes is refused.
+max_file_bytes = {max_file_bytes}
+# Seconds a caja root may take to answer before it is reported unreachable.
+connect_timeout_s = {connect_timeout_s}
+# Seconds one caja may take in one action before it is cut off.
+caja_timeout_s = {caja_timeout_s}
+# Seconds a run waits for another run on the same caja before saying "busy".
+lock_wait_s = {lock_wait_s}
+# Seconds after which the lock of a run that died is free again.
+lease_s = {lease_s}
+# Vouchers written to the database per transaction.
+batch_size = {batch_size}
+
+[log]
+# Days the sync log keeps its rows in the database.
+retention_days = {retention_days}
+# Size of the rotating JSON log file before it rolls over, and how many old files stay.
+file_max_bytes = {file_max_bytes}
+file_backups = {file_backups}
+"""
+
+# Sections read as they are, by the code that owns them (smb credentials per host).
+PASSTHROUGH = ("smb",)
+
+_TYPES = {float: (int, float), int: (int,), str: (str,)}
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    db_url: str
+    values: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def get(self, section: str, key: str):
+        return self.values[section][key]
+
+    @property
+    def timezone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.get("sync", "timezone"))
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / LOG_DIR / LOG_FILE
+
+    @property
+    def limits(self) -> dict[str, object]:
+        return self.values["limits"]
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def resolve_home(home: str | os.PathLike | None) -> Path:
+    if home:
+        return Path(home).expanduser().absolute()
+    env = os.environ.get("SYSCAFE_SYNC_HOME")
+    if env:
+        return Path(env).expanduser().absolute()
+    return default_home()
+
+
+def default_db_url(home: Path) -> str:
+    return f"sqlite:///{(home / DB_FILE).as_posix()}"
+
+
+def load(home: str | os.PathLike | None = None, db_url: str | None = None, *, must_exist: bool = True) -> Config:
+    """Reads home's configuration over the defaults; refuses what it cannot use."""
+    home_path = resolve_home(home)
+    values = {section: dict(keys) for section, keys in DEFAULTS.items()}
+    path = home_path / CONFIG_FILE
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file or delete it and run `syscafe-sync init`.") from exc
+        _merge(values, data, path)
+    elif must_exist:
+        raise NotInitialised(f"{home_path} has no {CONFIG_FILE}; run `syscafe-sync --home {home_path} init` first.")
+    url = db_url or os.environ.get("SYSCAFE_SYNC_DB") or default_db_url(home_path)
+    config = Config(home=home_path, db_url=url, values=values)
+    validate(config)
+    return config
+
+
+def _merge(values: dict, data: dict, path: Path) -> None:
+    for section, keys in data.items():
+        if section in PASSTHROUGH:
+            values[section] = keys
+            continue
+        if section not in DEFAULTS or not isinstance(keys, dict):
+            raise ConfigError(f"{path}: unknown section [{section}]; the sections are {', '.join(DEFAULTS)}.")
+        for key, value in keys.items():
+            if key in DEFAULTS[section]:
+                values[section][key] = value
+            else:
+                raise ConfigError(f"{path}: unknown setting {section}.{key}; the settings of [{section}] are {', '.join(DEFAULTS[section])}.")
+
+
+def validate(config: Config) -> None:
+    for section, keys in DEFAULTS.items():
+        for key, default in keys.items():
+            value = config.values[section][key]
+            wanted = _TYPES[type(default)]
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a {type(default).__name__} like {default!r}.")
+            if isinstance(default, (int, float)) and value <= 0:
+                raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be greater than zero.")
+    tz = config.values["sync"]["timezone"]
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{config.config_path}: sync.timezone = {tz!r} is not a known time zone; use a name like \"America/Bogota\".") from exc
+
+
+def write_default(home: Path) -> Path:
+    """Writes the commented configuration with the defaults, unless one exists."""
+    path = home / CONFIG_FILE
+    if not path.exists():
+        flat = {k: v for keys in DEFAULTS.values() for k, v in keys.items()}
+        path.write_text(TEMPLATE.format(**flat), encoding="utf-8")
+    return path

@@ -1,0 +1,58 @@
+"""Connecting to the main database (SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from peewee import Database, OperationalError
+from playhouse.db_url import connect as url_connect
+
+from ..errors import ConfigError, NotInitialised
+from . import migrations
+from .models import database
+
+_FIELD_TYPES = {
+    "sqlite": {"DECTEXT": "TEXT"},
+    "postgres": {"DECTEXT": "NUMERIC"},
+}
+
+# WAL lets readers (`log --follow`, `caja list`) run while an import writes;
+# the busy timeout makes a second writer wait instead of failing at once.
+_SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": "normal", "foreign_keys": 1}
+
+
+def connect(url: str) -> Database:
+    """Opens the database named by `url` and binds the models to it."""
+    scheme = urlparse(url).scheme.split("+")[0]
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = url_connect(url, pragmas=_SQLITE_PRAGMAS, field_types=_FIELD_TYPES["sqlite"])
+    elif scheme in ("postgres", "postgresql", "psycopg3"):
+        db = url_connect(url, field_types=_FIELD_TYPES["postgres"])
+    else:
+        raise ConfigError(f"database URL {url!r} is neither sqlite:///PATH nor postgresql://…; fix --db or SYSCAFE_SYNC_DB.")
+    database.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+    except (OperationalError, ImportError) as exc:
+        raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db / SYSCAFE_SYNC_DB.") from exc
+    return db
+
+
+def require_schema(db: Database) -> None:
+    version = migrations.current_version(db)
+    if version < migrations.LATEST:
+        raise NotInitialised(
+            f"the database schema is at version {version}, this syscafe-sync needs {migrations.LATEST}; run `syscafe-sync init` to create or upgrade it."
+        )
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url

@@ -1,0 +1,42 @@
+"""Ordered schema migrations; each runs in one transaction with the record that it ran."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from peewee import Database
+
+from . import models as m
+
+
+def _initial(db: Database) -> None:
+    db.create_tables(m.ALL_MODELS[1:])
+
+
+# (version, name, function). Append only: a released migration never changes.
+MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
+    (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(db: Database) -> int:
+    if not m.SchemaVersion.table_exists():
+        return 0
+    row = m.SchemaVersion.select().order_by(m.SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def upgrade(db: Database) -> list[str]:
+    """Applies every migration not yet applied; returns the names of those it ran."""
+    db.create_tables([m.SchemaVersion])
+    ran = []
+    for version, name, fn in MIGRATIONS:
+        with db.atomic():
+            if current_version(db) >= version:
+                continue
+            fn(db)
+            m.SchemaVersion.create(version=version, name=name, applied_at=m.utcnow())
+        ran.append(name)
+    return ran

@@ -1,0 +1,216 @@
+"""The main database: peewee models bound to a proxy that `db.connect` fills."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+from peewee import (
+    BigIntegerField,
+    CharField,
+    DatabaseProxy,
+    DecimalField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+class MoneyField(DecimalField):
+    """A decimal kept exactly: TEXT in SQLite (whose NUMERIC would turn it into a float), NUMERIC in PostgreSQL."""
+
+    field_type = "DECTEXT"
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_digits", 24)
+        kwargs.setdefault("decimal_places", 6)
+        super().__init__(*args, **kwargs)
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        return str(decimal.Decimal(value))
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return decimal.Decimal(str(value))
+
+
+class TimestampField(TextField):
+    """An aware datetime stored as UTC ISO 8601 text, so it sorts and compares the same on every database."""
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: times must carry a time zone")
+        return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return dt.datetime.fromisoformat(value)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(Base):
+    version = IntegerField(primary_key=True)
+    name = CharField()
+    applied_at = TimestampField()
+
+
+class Caja(Base):
+    name = CharField(unique=True)
+    root = TextField()
+    # The root as compared for uniqueness (case and separators folded where the OS folds them).
+    root_key = TextField(unique=True)
+    ip = CharField(null=True)
+    created_at = TimestampField()
+    updated_at = TimestampField()
+
+
+class CajaCode(Base):
+    code = CharField(primary_key=True)
+    caja = ForeignKeyField(Caja, backref="codes", on_delete="CASCADE")
+
+
+class Voucher(Base):
+    # The caja's name, not a foreign key: imported data stays when a caja is removed.
+    caja = CharField(index=True)
+    code = CharField()
+    number = BigIntegerField()
+    day = CharField()  # the process date of the folder it came from, YYYY-MM-DD
+    kind = CharField(null=True)
+    prefix = CharField(null=True)
+    cude = TextField(null=True)
+    issued_at = TextField()  # as the caja wrote it, offset included
+    issued_utc = TimestampField()
+    status = CharField()
+    shift = CharField(null=True)
+    cashier = CharField(null=True)
+    seller = CharField(null=True)
+    customer_id = CharField()
+    customer_id_type = CharField(null=True)
+    customer_name = TextField(null=True)
+    base = MoneyField(null=True)
+    tax = MoneyField(null=True)
+    tip = MoneyField(null=True)
+    total = MoneyField()
+    loyalty_customer = CharField(null=True)
+    loyalty_earned = IntegerField(null=True)
+    loyalty_redeemed = IntegerField(null=True)
+    path = TextField()  # relative to the caja root
+    sha256 = CharField()
+    document = TextField()  # the original file, byte for byte as UTF-8 text
+    findings = TextField(default="[]")
+    imported_at = TimestampField()
+    updated_at = TimestampField()
+
+    class Meta:
+        indexes = ((("code", "number"), True), (("caja", "day"), False), (("day",), False))
+
+
+class VoucherLine(Base):
+    voucher = ForeignKeyField(Voucher, backref="lines", on_delete="CASCADE")
+    line_no = IntegerField()
+    product = CharField(null=True)
+    description = TextField(null=True)
+    quantity = MoneyField(null=True)
+    unit_price = MoneyField(null=True)
+    discount = MoneyField(null=True)
+    base = MoneyField(null=True)
+
+
+class VoucherTax(Base):
+    # (voucher, line_no) names the line: reports group taxes by voucher without a join,
+    # and a batch insert needs no line ids back.
+    voucher = ForeignKeyField(Voucher, backref="taxes", on_delete="CASCADE")
+    line_no = IntegerField()
+    type = CharField()
+    rate = MoneyField(null=True)
+    amount = MoneyField(null=True)
+
+
+class VoucherPayment(Base):
+    voucher = ForeignKeyField(Voucher, backref="payments", on_delete="CASCADE")
+    line_no = IntegerField()
+    method = CharField()
+    amount = MoneyField()
+
+
+class Refusal(Base):
+    """A quarantined file: refused with its reason, tried again on every pass until it imports."""
+
+    caja = CharField()
+    day = CharField(null=True)
+    path = TextField()
+    reason = TextField()
+    sha256 = CharField(null=True)
+    first_seen = TimestampField()
+    last_seen = TimestampField()
+    attempts = IntegerField(default=1)
+    resolved_at = TimestampField(null=True)
+
+    class Meta:
+        indexes = ((("caja", "path"), True),)
+
+
+class Notice(Base):
+    """A name seen once and logged once (an unknown file in a caja folder)."""
+
+    caja = CharField()
+    path = TextField()
+    kind = CharField()
+    at = TimestampField()
+
+    class Meta:
+        indexes = ((("caja", "path", "kind"), True),)
+
+
+class SyncLog(Base):
+    at = TimestampField(index=True)
+    level = CharField()
+    caja = CharField(null=True)
+    action = CharField()
+    mode = CharField(null=True)
+    imported = IntegerField(default=0)
+    updated = IntegerField(default=0)
+    skipped = IntegerField(default=0)
+    refused = IntegerField(default=0)
+    duration_s = FloatField(default=0.0)
+    outcome = CharField()
+    message = TextField(default="")
+    details = TextField(null=True)
+
+    class Meta:
+        indexes = ((("caja", "action", "at"), False),)
+
+
+class Lease(Base):
+    """Who works on a caja now, until when: a killed holder's lease runs out."""
+
+    name = CharField(primary_key=True)
+    holder = CharField()
+    host = CharField()
+    pid = IntegerField()
+    acquired_at = TimestampField()
+    expires_at = FloatField()  # seconds since the epoch, compared with time.time()
+
+
+ALL_MODELS = [SchemaVersion, Caja, CajaCode, Voucher, VoucherLine, VoucherTax, VoucherPayment, Refusal, Notice, SyncLog, Lease]

@@ -1,0 +1,43 @@
+"""The error hierarchy. Only the CLI turns these into sentences and exit codes."""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Something went wrong; the message is one plain sentence naming the value and the fix."""
+
+    exit_code = 1
+
+
+class UsageError(SyncError):
+    """A usage or validation error: nothing was changed (exit 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The configuration file or an option holds a value we cannot use."""
+
+
+class NotInitialised(UsageError):
+    """The home or its database has not been created yet."""
+
+
+class RegistryError(UsageError):
+    """A caja registration that would break the registry's rules."""
+
+
+class UnknownCaja(UsageError):
+    """A caja name that is not registered."""
+
+
+class OutsideRoot(SyncError):
+    """A path that would leave the caja root (`..`, a separator, a link leading out)."""
+
+
+class Unreachable(SyncError):
+    """The caja root did not answer within its time bound."""
+
+
+class Busy(SyncError):
+    """Another run holds the caja."""

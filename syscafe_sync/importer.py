@@ -1,0 +1,401 @@
+"""Importing a process date's vouchers from each caja (SPEC §1 and `import`).
+
+A voucher's way: caja root → storage → names and checks (caja.voucher) →
+refused (quarantined with its reason) or kept with its findings → database,
+in batches, each one transaction → the sync log.
+
+`skip` never reads a file whose voucher is already imported: the listing
+alone tells what is new. `overwrite` reads every file and compares its hash
+with the one stored, so an unchanged voucher is not rewritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from peewee import chunked
+
+from . import bounded, findings, registry, synclog
+from .caja import layout
+from .caja.voucher import ParsedVoucher, Refused, parse
+from .config import Config
+from .db.models import Notice, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
+from .errors import Busy
+from .lease import CajaLease
+from .storage import Entry, open_root
+
+MODES = ("skip", "overwrite")
+Progress = Callable[[str, int, int], None]
+
+
+class Cancelled(Exception):
+    """The caja's time bound ran out; the batch in hand was rolled back."""
+
+
+@dataclass
+class CajaResult:
+    caja: str
+    outcome: str = "ok"
+    message: str = ""
+    imported: int = 0
+    updated: int = 0
+    skipped: int = 0
+    refused: int = 0
+    refusals: list[dict] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "caja": self.caja,
+            "outcome": self.outcome,
+            "message": self.message,
+            "imported": self.imported,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "refused": self.refused,
+            "refusals": self.refusals,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+@dataclass
+class ImportResult:
+    day: dt.date
+    mode: str
+    results: list[CajaResult]
+
+    @property
+    def failed(self) -> bool:
+        return any(r.outcome != "ok" or r.refused for r in self.results)
+
+    def as_dict(self) -> dict:
+        return {"action": "import", "date": self.day.isoformat(), "mode": self.mode, "results": [r.as_dict() for r in self.results]}
+
+
+def today(config: Config, now: dt.datetime | None = None) -> dt.date:
+    return (now or utcnow()).astimezone(config.timezone).date()
+
+
+def import_day(
+    config: Config,
+    names: list[str] | tuple[str, ...] = (),
+    day: dt.date | None = None,
+    mode: str = "skip",
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+) -> ImportResult:
+    """Imports `day` (default: today in the company's time zone) from the named cajas, or all."""
+    if mode not in MODES:
+        from .errors import UsageError
+
+        raise UsageError(f"mode {mode!r} is not known; use skip or overwrite.")
+    cajas = registry.select(names)
+    day = day or today(config, now)
+    results = [import_caja(config, c, day, mode, progress, now) for c in cajas]
+    return ImportResult(day, mode, results)
+
+
+def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None = None, now: dt.datetime | None = None) -> CajaResult:
+    """One caja, isolated: whatever happens here is reported in its result and the log, never raised."""
+    started = time.monotonic()
+    result = CajaResult(caja.name)
+    limits = config.limits
+    lease = CajaLease(f"caja:{caja.name}", limits["lease_s"])
+    try:
+        lease.acquire(limits["lock_wait_s"])
+    except Busy as exc:
+        result.outcome, result.message = "busy", str(exc)
+        return _finish(result, mode, started)
+    release = True
+    try:
+        storage = open_root(caja.root)
+        try:
+            bounded.call(lambda: storage.list(""), limits["connect_timeout_s"], f"listing {caja.root}")
+        except (OSError, bounded.TimedOut) as exc:
+            result.outcome = "unreachable"
+            result.message = f"{caja.root} did not answer ({exc}); check that the caja is on and its folder shared."
+            return _finish(result, mode, started)
+        job = _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow())
+        try:
+            bounded.call(job.run, limits["caja_timeout_s"], f"importing {caja.name}")
+        except bounded.TimedOut:
+            job.cancel.set()
+            # The worker may still be blocked in the OS; its lease runs out by itself.
+            release = False
+            result.outcome = "failed"
+            result.message = (
+                f"import of {caja.name} cut off after {limits['caja_timeout_s']:g} s (limits.caja_timeout_s); "
+                f"what was imported before stays, the rest comes on the next pass."
+            )
+        except Exception as exc:  # one broken caja must not stop the others
+            result.outcome = "failed"
+            result.message = f"import of {caja.name} failed: {exc}"
+        return _finish(result, mode, started)
+    finally:
+        if release:
+            lease.release()
+
+
+def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
+    result.duration_s = time.monotonic() - started
+    if result.outcome == "ok" and not result.message:
+        parts = [f"{result.imported} imported", f"{result.updated} updated", f"{result.skipped} skipped"]
+        if result.refused:
+            parts.append(f"{result.refused} refused")
+        result.message = ", ".join(parts)
+    for r in result.refusals:
+        synclog.record(
+            synclog.Entry(action="import", outcome="refused", caja=result.caja, mode=mode, level="warning", refused=1,
+                          message=f"{r['path']} refused: {r['reason']}", details=r)
+        )
+    level = {"ok": "warning" if result.refused else "info", "busy": "warning"}.get(result.outcome, "error")
+    synclog.record(
+        synclog.Entry(action="import", outcome=result.outcome, caja=result.caja, mode=mode, level=level,
+                      imported=result.imported, updated=result.updated, skipped=result.skipped,
+                      refused=result.refused, duration_s=result.duration_s, message=result.message)
+    )
+    return result
+
+
+@dataclass
+class _Kept:
+    key: tuple[str, int]
+    path: str
+    sha256: str
+    document: str
+    parsed: ParsedVoucher
+    findings: list[dict]
+    existing_id: int | None
+
+
+# SQLite before 3.32 allowed 999 bound variables per statement, later ones 32766.
+_MAX_VARS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def _insert(model, rows: list[dict]) -> None:
+    if not rows:
+        return
+    per = max(1, _MAX_VARS // len(rows[0]))
+    for chunk in chunked(rows, per):
+        model.insert_many(chunk).execute()
+
+
+class _CajaImport:
+    """The work for one caja, run in a worker thread with a deadline."""
+
+    def __init__(self, config, caja, storage, day, mode, result, lease, progress, now):
+        self.config, self.caja, self.storage, self.day, self.mode = config, caja, storage, day, mode
+        self.result, self.lease, self.progress, self.now = result, lease, progress, now
+        self.cancel = threading.Event()
+        self.limit = config.limits["max_file_bytes"]
+        self.batch_size = config.limits["batch_size"]
+        self.folder = layout.day_folder(day)
+        self.batch: list[_Kept] = []
+        self.refused: list[tuple[str, str, str | None]] = []
+        self.resolved: list[str] = []
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if not database.is_closed():
+                database.close()
+
+    def _run(self) -> None:
+        try:
+            entries = self.storage.list(self.folder)
+        except FileNotFoundError:
+            self.result.message = f"no movements for {self.day} yet"
+            return
+        codes = set(registry.codes_of(self.caja))
+        owners = registry.code_owner()
+        existing = {
+            (code, number): (vid, sha)
+            for vid, code, number, sha in Voucher.select(Voucher.id, Voucher.code, Voucher.number, Voucher.sha256)
+            .where((Voucher.caja == self.caja.name) & (Voucher.day == self.day.isoformat()))
+            .tuples()
+        }
+        open_refusals = {
+            p for (p,) in Refusal.select(Refusal.path)
+            .where((Refusal.caja == self.caja.name) & (Refusal.day == self.day.isoformat()) & Refusal.resolved_at.is_null())
+            .tuples()
+        }
+        todo = self._classify(sorted(entries, key=lambda e: e.name))
+        total = len(todo)
+        for done, (entry, key) in enumerate(todo, 1):
+            if self.cancel.is_set():
+                raise Cancelled()
+            path = f"{self.folder}/{entry.name}"
+            if self.mode == "skip" and key in existing:
+                self.result.skipped += 1
+                if path in open_refusals:
+                    self.resolved.append(path)
+            else:
+                self._one(entry, key, path, codes, owners, existing.get(key))
+            if len(self.batch) >= self.batch_size:
+                self._flush()
+            if self.progress:
+                self.progress(self.caja.name, done, total)
+        self._flush()
+
+    def _classify(self, entries: list[Entry]) -> list[tuple[Entry, tuple[str, int] | None]]:
+        todo = []
+        for e in entries:
+            if layout.is_ignored(e.name) or e.name == layout.CLOSING:
+                continue
+            key = None if e.is_dir else layout.parse_voucher_name(e.name)
+            if key is None and not e.outside:
+                self._notice(f"{self.folder}/{e.name}", "unknown name")
+                continue
+            todo.append((e, key))
+        return todo
+
+    def _notice(self, path: str, kind: str) -> None:
+        """Logs a name we do not recognise, once ever, not on every pass."""
+        inserted = Notice.insert(caja=self.caja.name, path=path, kind=kind, at=utcnow()).on_conflict_ignore().execute()
+        if inserted:
+            synclog.logger().info(f"{path} ignored: {kind}", caja=self.caja.name, action="import")
+
+    def _refuse(self, path: str, reason: str, sha: str | None = None) -> None:
+        self.refused.append((path, reason, sha))
+
+    def _one(self, entry: Entry, key, path: str, codes: set[str], owners: dict[str, str], known) -> None:
+        if entry.outside:
+            return self._refuse(path, "it is a link that leads outside the caja root")
+        if entry.size > self.limit:
+            return self._refuse(path, f"it is {entry.size} bytes, over the limit of {self.limit} (limits.max_file_bytes)")
+        try:
+            raw = self.storage.read(path, limit=self.limit)
+        except OSError as exc:
+            return self._refuse(path, f"it could not be read ({exc.strerror or exc})")
+        sha = hashlib.sha256(raw).hexdigest()
+        if known and known[1] == sha:
+            self.result.skipped += 1
+            return
+        try:
+            parsed = parse(raw)
+            self._check_owner(parsed, key, codes, owners)
+        except Refused as exc:
+            return self._refuse(path, str(exc), sha)
+        found = findings.of_voucher(parsed, self.day, self.now)
+        self.batch.append(_Kept(key, path, sha, raw.decode("utf-8"), parsed, found, known[0] if known else None))
+
+    def _check_owner(self, parsed: ParsedVoucher, key, codes: set[str], owners: dict[str, str]) -> None:
+        h = parsed.header
+        if (h["code"], h["number"]) != key:
+            raise Refused(f"its name says {key[0]}-{key[1]} but the voucher inside is {h['code']}-{h['number']}")
+        if h["caja"] != self.caja.name:
+            raise Refused(f"the voucher says caja {h['caja']!r}, but it is in the folder of caja {self.caja.name}")
+        if h["code"] not in codes:
+            owner = owners.get(h["code"])
+            if owner:
+                raise Refused(f"code {h['code']} belongs to caja {owner}, not {self.caja.name}; it is never imported from here")
+            raise Refused(
+                f"code {h['code']} is not registered to any caja; if it is {self.caja.name}'s, run "
+                f"`syscafe-sync caja edit {self.caja.name} --code {h['code']}`"
+            )
+
+    def _flush(self) -> None:
+        batch, refused, resolved = self.batch, self.refused, self.resolved
+        if not (batch or refused or resolved):
+            return
+        with database.atomic():
+            batch = self._drop_known_elsewhere(batch)
+            self._write(batch)
+            self._quarantine(refused, [k.path for k in batch] + resolved)
+            self.lease.renew()
+            if self.cancel.is_set():
+                raise Cancelled()  # rolls the batch back: the next pass does it whole
+        self.result.imported += sum(1 for k in batch if k.existing_id is None)
+        self.result.updated += sum(1 for k in batch if k.existing_id is not None)
+        self.result.refused += len(refused)
+        self.result.refusals += [{"path": p, "reason": r} for p, r, _ in refused]
+        self.batch, self.refused, self.resolved = [], [], []
+
+    def _drop_known_elsewhere(self, batch: list[_Kept]) -> list[_Kept]:
+        """A voucher already imported from another day's folder: skip it, or update it in overwrite mode."""
+        new = [k for k in batch if k.existing_id is None]
+        if not new:
+            return batch
+        codes = {k.key[0] for k in new}
+        numbers = [k.key[1] for k in new]
+        found = {
+            (c, n): (vid, sha)
+            for vid, c, n, sha in Voucher.select(Voucher.id, Voucher.code, Voucher.number, Voucher.sha256)
+            .where(Voucher.code.in_(list(codes)) & Voucher.number.between(min(numbers), max(numbers)))
+            .tuples()
+        }
+        kept = []
+        for k in batch:
+            other = found.get(k.key) if k.existing_id is None else None
+            if other is None:
+                kept.append(k)
+            elif self.mode == "overwrite" and other[1] != k.sha256:
+                k.existing_id = other[0]
+                kept.append(k)
+            else:
+                self.result.skipped += 1
+        return kept
+
+    def _write(self, batch: list[_Kept]) -> None:
+        now = utcnow()
+        rows = []
+        for k in batch:
+            row = dict(k.parsed.header)
+            row.update(day=self.day.isoformat(), path=k.path, sha256=k.sha256, document=k.document,
+                       findings=json.dumps(k.findings, ensure_ascii=False), updated_at=now)
+            rows.append(row)
+        changed = [k.existing_id for k in batch if k.existing_id is not None]
+        if changed:
+            for model in (VoucherLine, VoucherTax, VoucherPayment):
+                model.delete().where(model.voucher.in_(changed)).execute()
+            for k, row in zip(batch, rows):
+                if k.existing_id is not None:
+                    Voucher.update(**row).where(Voucher.id == k.existing_id).execute()
+        fresh = [dict(row, imported_at=now) for k, row in zip(batch, rows) if k.existing_id is None]
+        _insert(Voucher, fresh)
+        ids = self._ids([k.key for k in batch])
+        lines, taxes, payments = [], [], []
+        for k in batch:
+            vid = ids[k.key]
+            lines += [dict(line, voucher=vid) for line in k.parsed.lines]
+            taxes += [dict(tax, voucher=vid) for tax in k.parsed.taxes]
+            payments += [dict(pay, voucher=vid) for pay in k.parsed.payments]
+        for model, items in ((VoucherLine, lines), (VoucherTax, taxes), (VoucherPayment, payments)):
+            _insert(model, items)
+
+    def _ids(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if not keys:
+            return {}
+        numbers = [n for _, n in keys]
+        wanted = set(keys)
+        return {
+            (c, n): vid
+            for vid, c, n in Voucher.select(Voucher.id, Voucher.code, Voucher.number)
+            .where(Voucher.code.in_(list({c for c, _ in keys})) & Voucher.number.between(min(numbers), max(numbers)))
+            .tuples()
+            if (c, n) in wanted
+        }
+
+    def _quarantine(self, refused: list[tuple[str, str, str | None]], fine: list[str]) -> None:
+        now = utcnow()
+        for path, reason, sha in refused:
+            updated = (
+                Refusal.update(reason=reason, sha256=sha, last_seen=now, attempts=Refusal.attempts + 1, resolved_at=None)
+                .where((Refusal.caja == self.caja.name) & (Refusal.path == path))
+                .execute()
+            )
+            if not updated:
+                Refusal.create(caja=self.caja.name, day=self.day.isoformat(), path=path, reason=reason, sha256=sha,
+                               first_seen=now, last_seen=now)
+        if fine:
+            Refusal.update(resolved_at=now).where(
+                (Refusal.caja == self.caja.name) & Refusal.path.in_(fine) & Refusal.resolved_at.is_null()
+            ).execute()

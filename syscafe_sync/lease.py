@@ -1,0 +1,103 @@
+"""Leases on cajas in the main database: two runs never interleave on one caja.
+
+A lease is a row (name, holder, expires_at). Taking it is one conditional
+UPDATE or one INSERT, atomic on SQLite and PostgreSQL alike. The holder renews
+it as it makes progress; a holder killed with SIGKILL stops renewing, and its
+lease is free once it expires, or at once when the holder was a process of
+this machine that no longer exists.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from contextlib import contextmanager
+
+from peewee import IntegrityError
+
+from .db.models import Lease, database, utcnow
+from .errors import Busy
+
+HOST = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+class CajaLease:
+    def __init__(self, name: str, seconds: float, holder: str | None = None):
+        self.name = name
+        self.seconds = seconds
+        self.holder = holder or f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def try_acquire(self) -> bool:
+        now = time.time()
+        with database.atomic():
+            taken = (
+                Lease.update(holder=self.holder, host=HOST, pid=os.getpid(), acquired_at=utcnow(), expires_at=now + self.seconds)
+                .where((Lease.name == self.name) & ((Lease.expires_at < now) | (Lease.holder == self.holder)))
+                .execute()
+            )
+            if taken:
+                return True
+            current = Lease.get_or_none(Lease.name == self.name)
+            if current is None:
+                try:
+                    with database.atomic():
+                        Lease.create(name=self.name, holder=self.holder, host=HOST, pid=os.getpid(), acquired_at=utcnow(), expires_at=now + self.seconds)
+                    return True
+                except IntegrityError:
+                    return False
+            if current.host == HOST and not _pid_alive(current.pid):
+                # The holder died on this machine: no need to wait for the expiry.
+                return bool(
+                    Lease.update(holder=self.holder, pid=os.getpid(), acquired_at=utcnow(), expires_at=now + self.seconds)
+                    .where((Lease.name == self.name) & (Lease.holder == current.holder))
+                    .execute()
+                )
+            return False
+
+    def acquire(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                raise Busy(f"{self.name} is busy: {self.describe_holder()}; try again when it has finished.")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def renew(self) -> None:
+        Lease.update(expires_at=time.time() + self.seconds).where(
+            (Lease.name == self.name) & (Lease.holder == self.holder)
+        ).execute()
+
+    def release(self) -> None:
+        Lease.delete().where((Lease.name == self.name) & (Lease.holder == self.holder)).execute()
+
+    def describe_holder(self) -> str:
+        current = Lease.get_or_none(Lease.name == self.name)
+        if current is None:
+            return "held by nobody now"
+        left = max(0.0, current.expires_at - time.time())
+        return f"held by process {current.pid} on {current.host} since {current.acquired_at:%Y-%m-%d %H:%M:%S} UTC (lease ends in {left:.0f} s unless renewed)"
+
+
+@contextmanager
+def holding(name: str, seconds: float, wait: float):
+    lease = CajaLease(name, seconds)
+    lease.acquire(wait)
+    try:
+        yield lease
+    finally:
+        lease.release()

@@ -1,0 +1,52 @@
+"""The one small interface every kind of caja root implements.
+
+Paths given to a Storage are relative to the caja root, with `/` between
+parts. Each part is checked before anything is touched: `..`, `.`, empty
+parts, separators and drive letters are refused, so a name read from a caja
+can never lead outside it.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+from ..errors import OutsideRoot
+
+_BAD_PART = re.compile(r"[\\/:\x00]")
+
+
+class Entry(NamedTuple):
+    name: str
+    is_dir: bool
+    size: int
+    mtime_ns: int
+    # a link whose target is outside the root: listed so that it can be refused by name
+    outside: bool = False
+
+
+class Storage(ABC):
+    """A caja root: list a folder, read a file. Later issues add the writes of the catalog push."""
+
+    #: the root as the user gave it, for messages
+    display: str
+
+    @abstractmethod
+    def list(self, rel: str = "") -> list[Entry]:
+        """The entries of folder `rel`; FileNotFoundError when it does not exist."""
+
+    @abstractmethod
+    def read(self, rel: str, limit: int | None = None) -> bytes:
+        """The bytes of file `rel`; OSError(EFBIG) when it holds more than `limit` bytes."""
+
+
+def split_rel(rel: str) -> list[str]:
+    """The parts of a relative path, each checked to stay inside the root."""
+    if rel in ("", "."):
+        return []
+    parts = rel.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or _BAD_PART.search(part):
+            raise OutsideRoot(f"path {rel!r} is refused: {part!r} could lead outside the caja root.")
+    return parts

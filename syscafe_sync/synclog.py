@@ -1,0 +1,168 @@
+"""The sync log: one row per action in the database, and JSON lines in a rotating file.
+
+The database rows answer `syscafe-sync log`; the file is for people and log
+shippers on the machine (`tail -f`, journald, Windows event forwarders).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import logging.handlers
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from .db.models import SyncLog, utcnow
+
+LEVELS = ("debug", "info", "warning", "error")
+_LOGGER_NAME = "syscafe_sync"
+
+
+def setup(log_path: Path, max_bytes: int, backups: int) -> None:
+    """Sends structlog events as JSON lines to a rotating file under home."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(_LOGGER_NAME)
+    for h in list(logger.handlers):
+        if getattr(h, "baseFilename", None) == str(log_path):
+            return
+        logger.removeHandler(h)
+        h.close()
+    handler = logging.handlers.RotatingFileHandler(log_path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    structlog.configure(
+        processors=[
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="at"),
+            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def logger():
+    return structlog.get_logger(_LOGGER_NAME)
+
+
+@dataclass
+class Entry:
+    action: str
+    outcome: str
+    caja: str | None = None
+    mode: str | None = None
+    level: str = "info"
+    imported: int = 0
+    updated: int = 0
+    skipped: int = 0
+    refused: int = 0
+    duration_s: float = 0.0
+    message: str = ""
+    details: dict = field(default_factory=dict)
+
+
+def record(entry: Entry) -> SyncLog:
+    """Writes the entry to the database and the log file."""
+    row = SyncLog.create(
+        at=utcnow(),
+        level=entry.level,
+        caja=entry.caja,
+        action=entry.action,
+        mode=entry.mode,
+        imported=entry.imported,
+        updated=entry.updated,
+        skipped=entry.skipped,
+        refused=entry.refused,
+        duration_s=round(entry.duration_s, 3),
+        outcome=entry.outcome,
+        message=entry.message,
+        details=json.dumps(entry.details, ensure_ascii=False, default=str) if entry.details else None,
+    )
+    getattr(logger(), entry.level)(
+        entry.message or entry.action,
+        caja=entry.caja,
+        action=entry.action,
+        mode=entry.mode,
+        outcome=entry.outcome,
+        imported=entry.imported,
+        updated=entry.updated,
+        skipped=entry.skipped,
+        refused=entry.refused,
+        duration_s=round(entry.duration_s, 3),
+        **({"details": entry.details} if entry.details else {}),
+    )
+    return row
+
+
+def as_dict(row: SyncLog) -> dict:
+    return {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "level": row.level,
+        "caja": row.caja,
+        "action": row.action,
+        "mode": row.mode,
+        "imported": row.imported,
+        "updated": row.updated,
+        "skipped": row.skipped,
+        "refused": row.refused,
+        "duration_s": row.duration_s,
+        "outcome": row.outcome,
+        "message": row.message,
+    }
+
+
+def query(
+    caja: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    level: str | None = None,
+    limit: int | None = None,
+    after_id: int = 0,
+) -> list[SyncLog]:
+    """Rows matching every filter given, oldest first; `level` means that level and above."""
+    q = SyncLog.select().where(SyncLog.id > after_id)
+    if caja:
+        q = q.where(SyncLog.caja == caja)
+    if action:
+        q = q.where(SyncLog.action == action)
+    if since:
+        q = q.where(SyncLog.at >= since)
+    if until:
+        q = q.where(SyncLog.at < until)
+    if level:
+        q = q.where(SyncLog.level.in_(LEVELS[LEVELS.index(level):]))
+    if limit:
+        # The newest `limit` rows, shown oldest first.
+        rows = list(q.order_by(SyncLog.id.desc()).limit(limit))
+        return rows[::-1]
+    return list(q.order_by(SyncLog.id))
+
+
+def prune(retention_days: int) -> int:
+    cutoff = utcnow() - dt.timedelta(days=retention_days)
+    return SyncLog.delete().where(SyncLog.at < cutoff).execute()
+
+
+def last_success() -> dict[str, dict[str, dt.datetime]]:
+    """{caja: {action: time of its last ok outcome}}."""
+    from peewee import fn
+
+    rows = (
+        SyncLog.select(SyncLog.caja, SyncLog.action, fn.MAX(SyncLog.at).alias("last"))
+        .where((SyncLog.outcome == "ok") & SyncLog.caja.is_null(False))
+        .group_by(SyncLog.caja, SyncLog.action)
+        .tuples()
+    )
+    out: dict[str, dict[str, dt.datetime]] = {}
+    for caja, action, last in rows:
+        # peewee applies the field's conversion to MAX() on some databases and not on others.
+        out.setdefault(caja, {})[action] = last if isinstance(last, dt.datetime) else dt.datetime.fromisoformat(last)
+    return out
