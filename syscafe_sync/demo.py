@@ -1,0 +1,74 @@
+"""`syscafe-sync demo`: the bundled demo company, registered and imported in a throw-away home.
+
+The caja folders are built by `demo_company` (the same bytes as `fixtures/`,
+which a test guards), so the demo runs from an installed package with no data
+files to find.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import config as config_mod
+from . import demo_company, importer, registry, setup
+from .db.models import Caja
+from .errors import UsageError
+
+
+def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="syscafe-sync-demo-"))
+    cajas_dir = work / "cajas"
+    demo_company.build(cajas_dir)
+    home_path = Path(home) if home else work / "home"
+    cfg = config_mod.load(home_path, db_url, must_exist=False)
+    setup.init(cfg)
+    cfg = config_mod.load(home_path, db_url)
+    taken = [n for n in demo_company.CAJAS if Caja.get_or_none(Caja.name == n)]
+    if taken:
+        shutil.rmtree(work, ignore_errors=True)
+        raise UsageError(f"{home_path} already has cajas named {', '.join(taken)}; run the demo without --home, or with an empty home.")
+    for name in demo_company.CAJAS:
+        registry.add(name, str(cajas_dir / name), ip=None, codes=(), timeout=cfg.limits["connect_timeout_s"])
+    days = []
+    for day in demo_company.DAYS:
+        result = importer.import_day(cfg, list(demo_company.CAJAS), day, "skip")
+        days.append(result.as_dict())
+    report = {
+        "action": "demo",
+        "work": str(work),
+        "cajas_root": str(cajas_dir),
+        "home": str(home_path),
+        "days": days,
+        "kept": keep,
+    }
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def render(report: dict) -> str:
+    out = ["syscafe-sync demo: Café La Esquina S.A.S., three cajas, two days", f"caja folders: {report['cajas_root']}", ""]
+    header = f"{'date':<11} {'caja':<6} {'outcome':<8} {'imported':>8} {'skipped':>8} {'refused':>8}"
+    out += [header, "-" * len(header)]
+    refusals = []
+    for day in report["days"]:
+        for r in day["results"]:
+            out.append(f"{day['date']:<11} {r['caja']:<6} {r['outcome']:<8} {r['imported']:>8} {r['skipped']:>8} {r['refused']:>8}")
+            refusals += [f"  {r['caja']} {f['path']}: {f['reason']}" for f in r["refusals"]]
+    if refusals:
+        out += ["", "refused (quarantined, tried again on every pass):"] + refusals
+    h = f"--home {report['home']}"
+    if report["kept"]:
+        out += [
+            "",
+            "look further:",
+            f"  syscafe-sync {h} caja list",
+            f"  syscafe-sync {h} vouchers list --caja CAJA2 --date 2026-11-21",
+            f"  syscafe-sync {h} vouchers show FV2-1515",
+            f"  syscafe-sync {h} vouchers refused",
+            f"  syscafe-sync {h} log --caja CAJA2",
+            f"  syscafe-sync {h} import --date 2026-11-21 --mode overwrite",
+        ]
+    return "\n".join(out)

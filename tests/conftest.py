@@ -1,0 +1,105 @@
+"""Shared fixtures: real homes on disk, real caja folders written with the caja writer, the real CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syscafe_sync import config as config_mod
+from syscafe_sync import setup
+from syscafe_sync.caja import CajaWriter, make_voucher
+
+BOGOTA = dt.timezone(dt.timedelta(hours=-5))
+DAY = dt.date(2026, 11, 22)
+
+
+def voucher(caja: str, code: str, number: int, day: dt.date = DAY, **kw) -> dict:
+    """A small valid voucher: two lines (INC 8 %, IVA 19 %), split payment."""
+    issued = dt.datetime.combine(day, dt.time(8, 0), BOGOTA) + dt.timedelta(minutes=number % 600)
+    lines = kw.pop("lines", [
+        {"product": "ALM-EJ", "description": "Almuerzo ejecutivo", "quantity": "2", "unit_price": "16000.00",
+         "discount": "3200.00", "taxes": [{"type": "INC", "rate": "8"}]},
+        {"product": "GAS-400", "description": "Gaseosa 400 ml", "quantity": "1", "unit_price": "4000.00",
+         "taxes": [{"type": "IVA", "rate": "19"}]},
+    ])
+    return make_voucher(caja, code, number, issued, lines, kw.pop("payments", None), prefix=f"POS{caja[-1]}", **kw)
+
+
+class CajaFolder:
+    """A caja's data folder in tmp_path, written as a POS would."""
+
+    def __init__(self, root: Path, name: str, codes: list[str]):
+        self.root, self.name, self.codes = root, name, codes
+        self.writer = CajaWriter(root)
+        self.writer.write_caja_json(name, codes, "900123456-7")
+
+    def add(self, number: int, code: str | None = None, day: dt.date = DAY, **kw) -> Path:
+        return self.writer.write_voucher(voucher(self.name, code or self.codes[0], number, day, **kw), day)
+
+    def add_many(self, first: int, count: int, day: dt.date = DAY) -> None:
+        for n in range(first, first + count):
+            self.add(n, day=day)
+
+    def raw(self, rel: str, data: bytes | str) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    def day_folder(self, day: dt.date = DAY) -> Path:
+        return self.root / "movements" / day.isoformat()
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    """An initialised home on a real SQLite file; the API talks to it."""
+    h = tmp_path / "home"
+    setup.init(config_mod.load(h, must_exist=False))
+    return h
+
+
+@pytest.fixture
+def cfg(home):
+    return config_mod.load(home)
+
+
+@pytest.fixture
+def caja_folder(tmp_path):
+    def make(name: str = "CAJA1", codes: list[str] | None = None) -> CajaFolder:
+        return CajaFolder(tmp_path / "cajas" / name, name, codes or [f"FV{name[-1]}", f"NC{name[-1]}"])
+
+    return make
+
+
+def write_config(home: Path, **sections) -> None:
+    """Overrides settings in home's config.toml, e.g. write_config(home, limits={"lease_s": 2.0})."""
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    (home / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_cli(home: Path | None, *args: str, check: int | None = None, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real program in a subprocess, as a person or a service manager runs it."""
+    cmd = [sys.executable, "-m", "syscafe_sync"]
+    if home is not None:
+        cmd += ["--home", str(home)]
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("SYSCAFE_SYNC_HOME", None)
+    full_env.pop("SYSCAFE_SYNC_DB", None)
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}, expected {check}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc
+
+
+def cli_json(home: Path, *args: str, check: int | None = 0) -> dict:
+    proc = run_cli(home, "--json", *args, check=check)
+    return json.loads(proc.stdout)
