@@ -113,7 +113,7 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
     except Busy as exc:
         result.outcome, result.message = "busy", str(exc)
         return _finish(result, mode, started)
-    release = True
+    job = None
     try:
         storage = open_root(caja.root)
         try:
@@ -127,8 +127,6 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
             bounded.call(job.run, limits["caja_timeout_s"], f"importing {caja.name}")
         except bounded.TimedOut:
             job.cancel.set()
-            # The worker may still be blocked in the OS; its lease runs out by itself.
-            release = False
             result.outcome = "failed"
             result.message = (
                 f"import of {caja.name} cut off after {limits['caja_timeout_s']:g} s (limits.caja_timeout_s); "
@@ -139,7 +137,9 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
             result.message = f"import of {caja.name} failed: {exc}"
         return _finish(result, mode, started)
     finally:
-        if release:
+        # The worker releases the lease when it ends, even cut off; one still
+        # blocked in the OS keeps it until it ends or the lease runs out.
+        if job is None:
             lease.release()
 
 
@@ -205,6 +205,7 @@ class _CajaImport:
         try:
             self._run()
         finally:
+            self.lease.release()
             if not database.is_closed():
                 database.close()
 

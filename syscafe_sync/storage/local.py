@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -55,7 +56,8 @@ class LocalStorage(Storage):
 
     def read(self, rel: str, limit: int | None = None) -> bytes:
         path = self._path(rel)
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        # O_NONBLOCK: a FIFO or device under a voucher's name must not block the open.
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
             fd = os.open(path, flags)
         except OSError as exc:
@@ -66,6 +68,9 @@ class LocalStorage(Storage):
             fd = os.open(path, flags & ~getattr(os, "O_NOFOLLOW", 0))
         if not hasattr(os, "O_NOFOLLOW"):
             self._check_inside(path, rel)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         with os.fdopen(fd, "rb") as f:
             if limit is None:
                 return f.read()
