@@ -26,6 +26,7 @@ from . import bounded, findings, registry, synclog
 from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused, parse
 from .config import Config
+from .db import write_transaction
 from .db.models import Notice, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
 from .errors import Busy
 from .lease import CajaLease
@@ -307,7 +308,7 @@ class _CajaImport:
         batch, refused, resolved = self.batch, self.refused, self.resolved
         if not (batch or refused or resolved):
             return
-        with database.atomic():
+        with write_transaction():
             batch = self._drop_known_elsewhere(batch)
             self._write(batch)
             self._quarantine(refused, [k.path for k in batch] + resolved)

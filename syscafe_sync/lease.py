@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from peewee import IntegrityError
 
+from .db import write_transaction
 from .db.models import Lease, database, utcnow
 from .errors import Busy
 
@@ -43,7 +44,7 @@ class CajaLease:
 
     def try_acquire(self) -> bool:
         now = time.time()
-        with database.atomic():
+        with write_transaction():
             taken = (
                 Lease.update(holder=self.holder, host=HOST, pid=os.getpid(), acquired_at=utcnow(), expires_at=now + self.seconds)
                 .where((Lease.name == self.name) & ((Lease.expires_at < now) | (Lease.holder == self.holder)))

@@ -15,7 +15,8 @@ from peewee import fn
 
 from . import bounded
 from .caja import layout
-from .db.models import Caja, CajaCode, Voucher, database, utcnow
+from .db import write_transaction
+from .db.models import Caja, CajaCode, Voucher, utcnow
 from .errors import RegistryError, UnknownCaja, UsageError
 from .storage import normalise_root, open_root, root_key
 
@@ -161,7 +162,7 @@ def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[st
         raise RegistryError(f"caja {name} has no voucher codes{why}; give them with --code, e.g. --code FV2 --code NC2.")
     warnings = [cj.problem] if cj.problem else []
     warnings += disagreements(name, final, cj)
-    with database.atomic():
+    with write_transaction():
         _check_codes_free(name, final)
         now = utcnow()
         caja = Caja.create(name=name, root=root, root_key=key, ip=ip, created_at=now, updated_at=now)
@@ -179,7 +180,7 @@ def edit(
     remove_codes: list[str] | tuple[str, ...] = (),
     timeout: float = 5.0,
 ) -> Registered:
-    with database.atomic():
+    with write_transaction():
         caja = get(name)
         if new_name and new_name != name:
             check_name(new_name)
@@ -219,7 +220,7 @@ def edit(
 
 def remove(name: str) -> int:
     """Forgets the caja; its imported vouchers stay. Returns how many vouchers it leaves behind."""
-    with database.atomic():
+    with write_transaction():
         caja = get(name)
         kept = Voucher.select(fn.COUNT(Voucher.id)).where(Voucher.caja == name).scalar()
         caja.delete_instance(recursive=True)

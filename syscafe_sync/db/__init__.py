@@ -56,3 +56,15 @@ def redact(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@", 1)
     return url
+
+
+def write_transaction():
+    """A transaction that will write. On SQLite it takes the write lock at BEGIN:
+    a transaction that reads first and writes later fails at once with "database
+    is locked" when another writer got in between, whatever the busy timeout."""
+    from peewee import SqliteDatabase
+
+    db = database.obj
+    if isinstance(db, SqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()

@@ -32,8 +32,11 @@ def upgrade(db: Database) -> list[str]:
     """Applies every migration not yet applied; returns the names of those it ran."""
     db.create_tables([m.SchemaVersion])
     ran = []
+    from . import write_transaction
+
     for version, name, fn in MIGRATIONS:
-        with db.atomic():
+        # Two `init` at once: the write lock taken at BEGIN makes the second wait, then skip.
+        with write_transaction():
             if current_version(db) >= version:
                 continue
             fn(db)

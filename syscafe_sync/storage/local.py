@@ -17,6 +17,8 @@ class LocalStorage(Storage):
         self.display = root
         self.root = Path(root)
         self._real_root: str | None = None
+        # Folders already found to stay inside the root: one realpath per folder, not per file.
+        self._inside: set[str] = set()
 
     def _real(self) -> str:
         # Resolved lazily: resolving an unreachable share would block here.
@@ -35,8 +37,7 @@ class LocalStorage(Storage):
 
     def list(self, rel: str = "") -> list[Entry]:
         folder = self._path(rel)
-        if rel:
-            self._check_inside(folder, rel)
+        self._check_folder(rel)
         entries = []
         with os.scandir(folder) as it:
             for e in it:
@@ -54,8 +55,15 @@ class LocalStorage(Storage):
                 entries.append(Entry(e.name, e.is_dir(), st.st_size, st.st_mtime_ns))
         return entries
 
+    def _check_folder(self, rel_folder: str) -> None:
+        if rel_folder and rel_folder not in self._inside:
+            self._check_inside(self._path(rel_folder), rel_folder)
+            self._inside.add(rel_folder)
+
     def read(self, rel: str, limit: int | None = None) -> bytes:
         path = self._path(rel)
+        # O_NOFOLLOW guards only the last part: a linked folder on the way is checked here.
+        self._check_folder(rel.rpartition("/")[0])
         # O_NONBLOCK: a FIFO or device under a voucher's name must not block the open.
         flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:

@@ -1,0 +1,173 @@
+"""The import through the real program: exit codes, JSON shapes, progress, SIGKILL, two runs at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import DAY, cli_json, run_cli, write_config
+
+
+@pytest.fixture
+def shop(tmp_path, caja_folder):
+    """An initialised home (through the CLI) with CAJA1 and CAJA2 registered."""
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    folders = {}
+    for name in ("CAJA1", "CAJA2"):
+        folders[name] = caja_folder(name)
+        run_cli(home, "caja", "add", name, "--path", str(folders[name].root), check=0)
+    return home, folders
+
+
+def test_import_exit_codes_and_json_shape(shop):
+    home, f = shop
+    f["CAJA1"].add_many(1, 3)
+    f["CAJA2"].add(1)
+    doc = cli_json(home, "import", "--date", DAY.isoformat())
+    assert doc["action"] == "import"
+    assert [(r["caja"], r["outcome"], r["imported"], r["updated"], r["skipped"], r["refused"]) for r in doc["results"]] == [
+        ("CAJA1", "ok", 3, 0, 0, 0), ("CAJA2", "ok", 1, 0, 0, 0)]
+    f["CAJA2"].raw(f"movements/{DAY}/FV2-2.json", "{oops")
+    proc = run_cli(home, "--json", "import", "CAJA2", "--date", DAY.isoformat(), check=1)
+    [r] = json.loads(proc.stdout)["results"]
+    assert r["refused"] == 1 and r["refusals"][0]["path"] == f"movements/{DAY}/FV2-2.json"
+
+
+def test_import_of_an_unknown_caja_or_bad_date_is_a_usage_error(shop):
+    home, _ = shop
+    proc = run_cli(home, "import", "CAJA9", check=2)
+    assert "CAJA9" in proc.stderr and "caja list" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(home, "import", "--date", "22/11/2026", check=2)
+    assert "22/11/2026" in proc.stderr and "YYYY-MM-DD" in proc.stderr
+
+
+def test_vouchers_list_and_show(shop):
+    home, f = shop
+    f["CAJA1"].add_many(1, 2)
+    f["CAJA2"].add(5)
+    run_cli(home, "import", "--date", DAY.isoformat(), check=0)
+    listed = cli_json(home, "vouchers", "list", "--caja", "CAJA1", "--date", DAY.isoformat())
+    assert listed == {"vouchers": [
+        {"caja": "CAJA1", "code": "FV1", "number": n, "date": "2026-11-22", "issued_at": v["issued_at"], "kind": "pos_invoice",
+         "status": "active", "total": "35864.00", "findings": []}
+        for n, v in zip((1, 2), listed["vouchers"])]}
+    assert [v["number"] for v in cli_json(home, "vouchers", "list", "--code", "FV2")["vouchers"]] == [5]
+    shown = cli_json(home, "vouchers", "show", "FV2-5")
+    assert shown["totals"] == {"base": "32800.00", "tax": "3064.00", "tip": "0.00", "total": "35864.00"}
+    assert [line["taxes"][0]["type"] for line in shown["lines"]] == ["INC", "IVA"]
+    text = run_cli(home, "vouchers", "show", "FV2-5", check=0).stdout
+    assert "Almuerzo ejecutivo" in text and "total 35864.00" in text
+    assert "FV2-6" in run_cli(home, "vouchers", "show", "FV2-6", check=2).stderr
+
+
+def test_progress_is_shown_on_a_terminal_only(shop):
+    home, f = shop
+    f["CAJA1"].add_many(1, 30)
+    cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "import", "--date", DAY.isoformat()]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(60)
+    os.close(master)
+    assert b"CAJA1" in out and b"30/30" in out
+    f["CAJA2"].add_many(1, 30)
+    piped = run_cli(home, "import", "--date", DAY.isoformat(), check=0)
+    assert "30/30" not in piped.stderr and piped.stderr == ""
+
+
+def snapshot(db: str) -> dict:
+    """Everything an import decides, without the times at which it happened."""
+    con = sqlite3.connect(db)
+    q = lambda sql: sorted(con.execute(sql).fetchall())  # noqa: E731
+    state = {
+        "vouchers": q("select caja, code, number, day, status, total, sha256, document, findings from voucher"),
+        "lines": q("select v.code, v.number, l.line_no, l.product, l.quantity, l.unit_price, l.discount, l.base from voucher_line l join voucher v on v.id = l.voucher_id"),
+        "taxes": q("select v.code, v.number, t.line_no, t.type, t.rate, t.amount from voucher_tax t join voucher v on v.id = t.voucher_id"),
+        "payments": q("select v.code, v.number, p.line_no, p.method, p.amount from voucher_payment p join voucher v on v.id = p.voucher_id"),
+        "refusals": q("select caja, path, reason from refusal where resolved_at is null"),
+    }
+    con.close()
+    return state
+
+
+def no_half_voucher(db: str) -> None:
+    con = sqlite3.connect(db)
+    for vid, document in con.execute("select id, document from voucher"):
+        doc = json.loads(document)
+        assert con.execute("select count(*) from voucher_line where voucher_id = ?", (vid,)).fetchone()[0] == len(doc["lines"])
+        assert con.execute("select count(*) from voucher_payment where voucher_id = ?", (vid,)).fetchone()[0] == len(doc["payments"])
+    con.close()
+
+
+@pytest.fixture
+def big_shop(shop):
+    home, f = shop
+    f["CAJA1"].add_many(1, 1500)
+    f["CAJA2"].add_many(1, 1500)
+    f["CAJA2"].raw(f"movements/{DAY}/FV2-9999.json", "{broken")
+    write_config(home, limits={"batch_size": 50})
+    return home, f
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_instant_then_one_run_gives_the_clean_state(big_shop, tmp_path):
+    home, f = big_shop
+    reference = tmp_path / "reference"
+    run_cli(reference, "init", check=0)
+    for name, folder in f.items():
+        run_cli(reference, "caja", "add", name, "--path", str(folder.root), check=0)
+    t0 = time.monotonic()
+    run_cli(reference, "import", "--date", DAY.isoformat(), check=1)
+    clean_seconds = time.monotonic() - t0
+    rng = random.Random(7)
+    cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "import", "--date", DAY.isoformat()]
+    db = str(home / "syscafe-sync.db")
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, clean_seconds))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        no_half_voucher(db)
+    assert kills >= 2, "the import ended before it could be killed: make the caja bigger"
+    run_cli(home, "import", "--date", DAY.isoformat(), check=1)
+    assert snapshot(db) == snapshot(str(reference / "syscafe-sync.db"))
+    assert len(snapshot(db)["vouchers"]) == 3000
+
+
+@pytest.mark.slow
+def test_two_imports_at_once_never_interleave_and_import_each_voucher_once(big_shop):
+    home, f = big_shop
+    cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "--json", "import", "--date", DAY.isoformat()]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    imported = {"CAJA1": 0, "CAJA2": 0}
+    for doc in outs:
+        for r in doc["results"]:
+            assert r["outcome"] == "ok", r
+            imported[r["caja"]] += r["imported"]
+    # Each voucher was imported by exactly one of the two runs.
+    assert imported == {"CAJA1": 1500, "CAJA2": 1500}
+    db = str(home / "syscafe-sync.db")
+    assert len(snapshot(db)["vouchers"]) == 3000
+    no_half_voucher(db)

@@ -1,0 +1,66 @@
+"""`syscafe-sync demo`, from the checkout and from an installed copy of the package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _check_report(report: dict) -> None:
+    by = {(d["date"], r["caja"]): r for d in report["days"] for r in d["results"]}
+    assert {k: v["imported"] for k, v in by.items()} == {
+        ("2026-11-20", "CAJA1"): 9, ("2026-11-20", "CAJA2"): 12, ("2026-11-20", "CAJA3"): 6,
+        ("2026-11-21", "CAJA1"): 13, ("2026-11-21", "CAJA2"): 8, ("2026-11-21", "CAJA3"): 8,
+    }
+    refused = {(r["caja"], f["path"]) for r in by.values() for f in r["refusals"]}
+    assert refused == {
+        ("CAJA2", "movements/2026-11-21/FV1-9001.json"),
+        ("CAJA3", "movements/2026-11-21/FV3-2015.json"),
+    }
+
+
+def test_demo_registers_imports_and_explains(tmp_path):
+    proc = run_cli(None, "demo", check=0, env={"TMPDIR": str(tmp_path)})
+    out = proc.stdout
+    assert "CAJA2 movements/2026-11-21/FV1-9001.json: code FV1 belongs to caja CAJA1" in out
+    assert "not valid JSON" in out and "look further:" in out
+    home = out.split("syscafe-sync --home ", 1)[1].split(" ", 1)[0]
+    listed = json.loads(run_cli(Path(home), "--json", "vouchers", "list", "--caja", "CAJA2", "--date", "2026-11-21", check=0).stdout)
+    assert [v["status"] for v in listed["vouchers"]].count("voided") == 1
+    log = run_cli(Path(home), "log", "--caja", "CAJA3", "--level", "warning", check=0).stdout
+    assert "FV3-2015.json refused" in log
+
+
+def test_demo_json_in_a_given_home(tmp_path):
+    home = tmp_path / "demo-home"
+    report = json.loads(run_cli(home, "--json", "demo", check=0).stdout)
+    assert report["home"] == str(home)
+    _check_report(report)
+    again = run_cli(home, "demo", check=2)
+    assert "already has cajas named CAJA1, CAJA2, CAJA3" in again.stderr
+
+
+@pytest.mark.slow
+def test_demo_works_from_an_installed_package_outside_the_checkout(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(ROOT)],
+                   check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("SYSCAFE_SYNC_HOME", None)
+    where = subprocess.run([sys.executable, "-c", "import syscafe_sync; print(syscafe_sync.__file__)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(target)), where
+    proc = subprocess.run([sys.executable, "-m", "syscafe_sync", "--json", "demo"], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    _check_report(json.loads(proc.stdout))
