@@ -7,6 +7,7 @@ override both.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import zoneinfo
@@ -170,8 +171,8 @@ def validate(config: Config) -> None:
             wanted = _TYPES[type(default)]
             if isinstance(value, bool) or not isinstance(value, wanted):
                 raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a {type(default).__name__} like {default!r}.")
-            if isinstance(default, (int, float)) and value <= 0:
-                raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be greater than zero.")
+            if isinstance(default, (int, float)) and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a finite number greater than zero.")
     tz = config.values["sync"]["timezone"]
     try:
         zoneinfo.ZoneInfo(tz)

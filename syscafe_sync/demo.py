@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import demo_company, importer, registry, setup
+from .db import redact
 from .db.models import Caja
 from .errors import UsageError
 
@@ -42,6 +43,7 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         "home": str(home_path),
         "days": days,
         "kept": keep,
+        "db": redact(db_url) if db_url else None,
     }
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -59,7 +61,7 @@ def render(report: dict) -> str:
             refusals += [f"  {r['caja']} {f['path']}: {f['reason']}" for f in r["refusals"]]
     if refusals:
         out += ["", "refused (quarantined, tried again on every pass):"] + refusals
-    h = f"--home {report['home']}"
+    h = f"--home {report['home']}" + (f" --db {report['db']}" if report.get("db") else "")
     if report["kept"]:
         out += [
             "",

@@ -15,8 +15,8 @@ from .db.models import Refusal, Voucher, utcnow
 from .storage import open_root
 
 
-def _probe(caja, day: dt.date, out: dict) -> None:
-    """Lists the root and the day's folder; what it finds lands in `out` (read by the waiting thread)."""
+def _probe(caja, day: dt.date, timeout: float, out: dict) -> None:
+    """Lists the root and the day's folder and reads caja.json; results land in `out`."""
     storage = open_root(caja.root)
     try:
         storage.list("")
@@ -28,6 +28,11 @@ def _probe(caja, day: dt.date, out: dict) -> None:
         out["names"] = [e.name for e in storage.list(layout.day_folder(day))]
     except OSError:
         out["names"] = []
+    out["caja_json"] = registry.read_caja_json(caja.root, timeout)
+
+
+def _probe_ip(ip: str, timeout: float, out: dict) -> None:
+    out["ip_answers"] = registry.ip_answers(ip, timeout)
 
 
 def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
@@ -35,37 +40,46 @@ def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
     day = now.astimezone(config.timezone).date()
     timeout = config.limits["connect_timeout_s"]
     cajas = registry.all_cajas()
-    probes = {c.name: {"reachable": False, "reason": None, "names": None} for c in cajas}
-    threads = [threading.Thread(target=_probe, args=(c, day, probes[c.name]), daemon=True) for c in cajas]
-    for t in threads:
+    # Every root and every IP probed at once, all within one bound: N silent cajas cost one bound, not N.
+    probes = {c.name: {"reachable": False, "reason": None, "names": None, "caja_json": None, "ip_answers": None} for c in cajas}
+    threads = []
+    for c in cajas:
+        threads.append((c, threading.Thread(target=_probe, args=(c, day, timeout, probes[c.name]), daemon=True)))
+        if c.ip:
+            threads.append((c, threading.Thread(target=_probe_ip, args=(c.ip, timeout, probes[c.name]), daemon=True)))
+    for _, t in threads:
         t.start()
     deadline = time.monotonic() + timeout
-    for c, t in zip(cajas, threads):
+    for c, t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
-        if t.is_alive():
-            probes[c.name] = {"reachable": False, "reason": f"{c.root} did not answer within {timeout:g} s", "names": None}
     last = synclog.last_success()
     out = []
     for c in cajas:
-        p = probes[c.name]
+        p = dict(probes[c.name])  # a copy: a late thread may still write into the original
+        if not p["reachable"] or p["names"] is None:
+            if p["reason"] is None:
+                p["reason"] = f"{c.root} did not answer within {timeout:g} s"
+            p["reachable"], p["names"] = False, None
         codes = registry.codes_of(c)
-        row = {
+        cj = p["caja_json"]
+        warnings = []
+        if cj is not None:
+            warnings = ([cj.problem] if cj.problem else []) + registry.disagreements(c.name, codes, cj)
+        elif p["reachable"]:
+            warnings = [f"{c.root}/caja.json could not be read within {timeout:g} s"]
+        out.append({
             "name": c.name,
             "root": c.root,
             "ip": c.ip,
             "codes": codes,
             "reachable": p["reachable"],
             "reason": p["reason"],
-            "ip_answers": registry.ip_answers(c.ip, timeout) if c.ip else None,
+            "ip_answers": bool(p["ip_answers"]) if c.ip else None,
             "last_sync": {a: t.isoformat() for a, t in sorted(last.get(c.name, {}).items())},
             "pending": _pending(c.name, day, p["names"]),
             "refused_open": Refusal.select(fn.COUNT(Refusal.id)).where((Refusal.caja == c.name) & Refusal.resolved_at.is_null()).scalar(),
-            "warnings": [],
-        }
-        if p["reachable"]:
-            cj = registry.read_caja_json(c.root, timeout)
-            row["warnings"] = ([cj.problem] if cj.problem else []) + registry.disagreements(c.name, codes, cj)
-        out.append(row)
+            "warnings": warnings,
+        })
     return out
 
 

@@ -6,6 +6,7 @@ already has vouchers imported from a caja never moves to another one.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -48,7 +49,12 @@ def check_code(code: str) -> str:
 def check_ip(ip: str | None) -> str | None:
     if ip is None or ip == "":
         return None
-    if not _HOST.match(ip):
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        pass
+    # Digits and dots that are not an address (300.1.1.1) are a typo, not a host name.
+    if re.fullmatch(r"[0-9.]+", ip) or not _HOST.match(ip):
         raise UsageError(f"IP {ip!r} is neither an IP address nor a host name; give one like 192.168.1.12.")
     return ip
 
@@ -202,7 +208,7 @@ def edit(
         for code in remove_codes:
             if code not in current:
                 raise RegistryError(f"voucher code {code} is not registered to caja {name} (its codes: {', '.join(current)}).")
-        added = [check_code(c) for c in add_codes if c not in current]
+        added = [check_code(c) for c in dict.fromkeys(add_codes) if c not in current]
         _check_codes_free(caja.name, added)
         remaining = [c for c in current if c not in remove_codes] + added
         if not remaining:
@@ -228,10 +234,11 @@ def remove(name: str) -> int:
 
 
 def ip_answers(ip: str, timeout: float) -> bool:
-    """A TCP connect to the SMB ports: no ICMP needed, and it fails fast for a host that is down."""
+    """A TCP connect to the SMB ports (445, then 139), no ICMP needed, within `timeout` in all."""
+    per_port = timeout / len(SMB_PORTS)
     for port in SMB_PORTS:
         try:
-            with socket.create_connection((ip, port), timeout=timeout):
+            with socket.create_connection((ip, port), timeout=per_port):
                 return True
         except OSError:
             continue

@@ -151,13 +151,17 @@ def prune(retention_days: int) -> int:
     return SyncLog.delete().where(SyncLog.at < cutoff).execute()
 
 
+# The actions that move data between a caja and the main server; `caja list` shows the last success of each.
+SYNC_ACTIONS = ("import", "loyalty", "rules", "catalogs push", "sync")
+
+
 def last_success() -> dict[str, dict[str, dt.datetime]]:
-    """{caja: {action: time of its last ok outcome}}."""
+    """{caja: {sync action: time of its last ok outcome}}."""
     from peewee import fn
 
     rows = (
         SyncLog.select(SyncLog.caja, SyncLog.action, fn.MAX(SyncLog.at).alias("last"))
-        .where((SyncLog.outcome == "ok") & SyncLog.caja.is_null(False))
+        .where((SyncLog.outcome == "ok") & SyncLog.caja.is_null(False) & SyncLog.action.in_(SYNC_ACTIONS))
         .group_by(SyncLog.caja, SyncLog.action)
         .tuples()
     )

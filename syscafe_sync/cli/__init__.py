@@ -35,4 +35,13 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="syscafe-sync")
+    try:
+        cli(prog_name="syscafe-sync")
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours. Python's documented recipe.
+        import os
+        import sys
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None

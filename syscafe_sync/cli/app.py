@@ -31,6 +31,7 @@ class App:
     def open(self) -> config_mod.Config:
         """The configuration, with the database connected and the log file set up."""
         cfg = self.config()
+        db_mod.require_file(cfg.db_url)
         db = db_mod.connect(cfg.db_url)
         db_mod.require_schema(db)
         synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
@@ -70,7 +71,7 @@ class Group(click.Group):
             _log_refusal(ctx, exc)
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:
             # A bug of ours: one sentence for the person, the traceback for the log file.

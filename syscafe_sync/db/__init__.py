@@ -42,6 +42,14 @@ def connect(url: str) -> Database:
     return db
 
 
+def require_file(url: str) -> None:
+    """A command other than `init` must not leave an empty SQLite file behind when it refuses."""
+    if urlparse(url).scheme.split("+")[0] == "sqlite":
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise NotInitialised(f"there is no database at {path}; run `syscafe-sync init` first (with the same --home / --db).")
+
+
 def require_schema(db: Database) -> None:
     version = migrations.current_version(db)
     if version < migrations.LATEST:

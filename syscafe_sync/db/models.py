@@ -25,10 +25,9 @@ class MoneyField(DecimalField):
 
     field_type = "DECTEXT"
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("max_digits", 24)
-        kwargs.setdefault("decimal_places", 6)
-        super().__init__(*args, **kwargs)
+    def get_modifiers(self):
+        # Unconstrained NUMERIC keeps each value's own scale: "2" stays 2, "16000.00" stays 16000.00.
+        return None
 
     def db_value(self, value):
         if value is None:

@@ -20,8 +20,9 @@ _BAD_PART = re.compile(r"[\\/:\x00]")
 class Entry(NamedTuple):
     name: str
     is_dir: bool
-    size: int
-    mtime_ns: int
+    # None where the listing does not give it for free (a local POSIX folder).
+    size: int | None = None
+    mtime_ns: int | None = None
     # a link whose target is outside the root: listed so that it can be refused by name
     outside: bool = False
 

@@ -17,8 +17,8 @@ class LocalStorage(Storage):
         self.display = root
         self.root = Path(root)
         self._real_root: str | None = None
-        # Folders already found to stay inside the root: one realpath per folder, not per file.
-        self._inside: set[str] = set()
+        # Linux tells where an open file really is; elsewhere the path is resolved before opening.
+        self._proc_fd = os.path.isdir("/proc/self/fd")
 
     def _real(self) -> str:
         # Resolved lazily: resolving an unreachable share would block here.
@@ -29,15 +29,16 @@ class LocalStorage(Storage):
     def _path(self, rel: str) -> Path:
         return self.root.joinpath(*split_rel(rel))
 
-    def _check_inside(self, path: Path, rel: str) -> None:
-        real = os.path.realpath(path)
+    def _check_inside(self, path: Path, rel: str, real: str | None = None) -> None:
+        real = real or os.path.realpath(path)
         root = self._real()
         if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
             raise OutsideRoot(f"{rel!r} in {self.display} is a link that leads outside the caja root ({real}); it is refused.")
 
     def list(self, rel: str = "") -> list[Entry]:
         folder = self._path(rel)
-        self._check_folder(rel)
+        if rel:
+            self._check_inside(folder, rel)
         entries = []
         with os.scandir(folder) as it:
             for e in it:
@@ -46,36 +47,30 @@ class LocalStorage(Storage):
                     try:
                         self._check_inside(Path(e.path), f"{rel}/{e.name}" if rel else e.name)
                     except OutsideRoot:
-                        entries.append(Entry(e.name, False, 0, 0, outside=True))
+                        entries.append(Entry(e.name, False, outside=True))
                         continue
+                # No stat here: on POSIX it is one system call per file, and a re-run
+                # with nothing new must cost a listing only; read() enforces the size limit.
                 try:
-                    st = e.stat()
+                    entries.append(Entry(e.name, e.is_dir()))
                 except FileNotFoundError:
-                    continue  # renamed away between the listing and the stat
-                entries.append(Entry(e.name, e.is_dir(), st.st_size, st.st_mtime_ns))
+                    continue  # a link renamed away between the listing and is_dir()
         return entries
-
-    def _check_folder(self, rel_folder: str) -> None:
-        if rel_folder and rel_folder not in self._inside:
-            self._check_inside(self._path(rel_folder), rel_folder)
-            self._inside.add(rel_folder)
 
     def read(self, rel: str, limit: int | None = None) -> bytes:
         path = self._path(rel)
-        # O_NOFOLLOW guards only the last part: a linked folder on the way is checked here.
-        self._check_folder(rel.rpartition("/")[0])
+        if not self._proc_fd:
+            self._check_inside(path, rel)
         # O_NONBLOCK: a FIFO or device under a voucher's name must not block the open.
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+        if self._proc_fd:
+            # Where the opened file really is, links on the way included: checked after
+            # the open, so nothing swapped in between can lead the read outside.
+            try:
+                self._check_inside(path, rel, real=os.readlink(f"/proc/self/fd/{fd}"))
+            except BaseException:
+                os.close(fd)
                 raise
-            # O_NOFOLLOW refused a link: allowed only when it stays inside.
-            self._check_inside(path, rel)
-            fd = os.open(path, flags & ~getattr(os, "O_NOFOLLOW", 0))
-        if not hasattr(os, "O_NOFOLLOW"):
-            self._check_inside(path, rel)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise OSError(errno.EINVAL, "not a regular file", str(path))
@@ -84,7 +79,7 @@ class LocalStorage(Storage):
                 return f.read()
             data = f.read(limit + 1)
             if len(data) > limit:
-                raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+                raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", str(path))
             return data
 
 
@@ -98,5 +93,5 @@ def check_root_syntax(root: str) -> None:
         from ..errors import UsageError
 
         raise UsageError(
-            f"root {root!r} is a Windows UNC path, which only Windows can open; on this system mount the share and give the mount point, or use smb://HOST/SHARE/PATH."
+            f"root {root!r} is a Windows UNC path, which only Windows can open; on this system mount the share (mount -t cifs) and give the mount point as --path."
         )

@@ -1,0 +1,321 @@
+"""`init`, the configuration file, --home / SYSCAFE_SYNC_HOME, --db (SQLite and PostgreSQL) — SPEC §2."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from conftest import cli_json, run_cli, write_config
+from syscafe_sync import config as config_mod
+from syscafe_sync.errors import ConfigError, NotInitialised
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --- init -----------------------------------------------------------------------------------------
+
+def test_init_creates_home_config_database_and_log_file(tmp_path):
+    home = tmp_path / "deep" / "home"
+    proc = run_cli(home, "init", check=0)
+    assert (home / "config.toml").is_file()
+    assert (home / "syscafe-sync.db").is_file()
+    assert (home / "logs" / "syscafe-sync.log").is_file()
+    assert "initial schema" in proc.stdout
+    # the configuration written is valid TOML holding the defaults
+    data = tomllib.loads((home / "config.toml").read_text(encoding="utf-8"))
+    assert data["limits"]["lease_s"] == 120.0
+    assert data["sync"]["timezone"] == "America/Bogota"
+    assert data["limits"]["max_file_bytes"] == 1024 * 1024
+
+
+def test_init_json_names_what_it_made(tmp_path):
+    home = tmp_path / "home"
+    out = cli_json(home, "init")
+    assert out["home"] == str(home)
+    assert out["config"] == str(home / "config.toml")
+    assert out["database"] == f"sqlite:///{home / 'syscafe-sync.db'}"
+    assert out["log_file"] == str(home / "logs" / "syscafe-sync.log")
+    assert out["schema_version"] == 1
+    assert len(out["migrations"]) == 1
+
+
+def test_init_again_is_safe_and_says_the_schema_is_up_to_date(tmp_path):
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    folder = tmp_path / "caja1"
+    folder.mkdir()
+    run_cli(home, "caja", "add", "CAJA1", "--path", str(folder), "--code", "FV1", check=0)
+    write_config(home, limits={"lease_s": 7.5})
+    proc = run_cli(home, "init", check=0)
+    assert "schema already up to date" in proc.stdout
+    out = cli_json(home, "init")
+    assert (out["schema_version"], out["migrations"]) == (1, [])
+    # nothing was lost: the caja and the edited configuration stay
+    assert [c["name"] for c in cli_json(home, "caja", "list")["cajas"]] == ["CAJA1"]
+    assert (home / "config.toml").read_text(encoding="utf-8") == "[limits]\nlease_s = 7.5\n"
+    inits = [json.loads(x) for x in run_cli(home, "--json", "log", "--action", "init", check=0).stdout.splitlines()]
+    assert [r["message"] for r in inits][1:] == ["schema already up to date", "schema already up to date"]
+
+
+# --- bad configuration ----------------------------------------------------------------------------
+
+BAD_CONFIGS = [
+    ('[limits]\nlease_s = "x"\n', "limits.lease_s"),
+    ("[limits]\nlease_s = -1\n", "limits.lease_s"),
+    ("[limits]\nbatch_size = 0\n", "limits.batch_size"),
+    ("[limits]\nbatch_size = 2.5\n", "limits.batch_size"),
+    ("[limits]\nbatch_size = true\n", "limits.batch_size"),
+    ("[sync]\ninterval_minutes = [1]\n", "sync.interval_minutes"),
+    ("[sync]\ntimezone = 5\n", "sync.timezone"),
+    ('[sync]\ntimezone = "Mars/Olympus"\n', "sync.timezone"),
+    ('[sync]\ntimezone = "../etc/passwd"\n', "sync.timezone"),
+    ('[sync]\ntimezone = ""\n', "sync.timezone"),
+    ("[bogus]\nx = 1\n", "[bogus]"),
+    ("bogus = 1\n", "[bogus]"),
+    ("[limits]\nnope = 1\n", "limits.nope"),
+    ("[log]\nretention = 3\n", "log.retention"),
+]
+
+
+@pytest.mark.parametrize("text,key", BAD_CONFIGS)
+def test_bad_config_value_gives_exit_2_naming_file_and_key(home, text, key):
+    (home / "config.toml").write_text(text, encoding="utf-8")
+    proc = run_cli(home, "caja", "list", check=2)
+    line = one_error_line(proc)
+    assert str(home / "config.toml") in line
+    assert key in line
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("text,key", [
+    ("[limits]\nconnect_timeout_s = nan\n", "limits.connect_timeout_s"),
+    ("[limits]\nconnect_timeout_s = inf\n", "limits.connect_timeout_s"),
+    ("[limits]\nlease_s = nan\n", "limits.lease_s"),
+])
+def test_non_finite_number_gives_exit_2_naming_file_and_key(home, text, key):
+    (home / "config.toml").write_text(text, encoding="utf-8")
+    proc = run_cli(home, "caja", "list", check=2)
+    line = one_error_line(proc)
+    assert str(home / "config.toml") in line
+    assert key in line
+
+
+def test_broken_toml_gives_exit_2_naming_file_and_position(home):
+    (home / "config.toml").write_text("[limits\nlease_s = 3\n", encoding="utf-8")
+    proc = run_cli(home, "caja", "list", check=2)
+    line = one_error_line(proc)
+    assert str(home / "config.toml") in line
+    assert "line 1" in line
+    assert "not valid TOML" in line
+
+
+def test_config_that_is_not_utf8_gives_exit_2(home):
+    (home / "config.toml").write_bytes(b"[sync]\ntimezone = \"Am\xe9rica\"\n")
+    line = one_error_line(run_cli(home, "caja", "list", check=2))
+    assert str(home / "config.toml") in line
+
+
+def test_init_over_a_bad_config_refuses_and_keeps_the_file(home):
+    text = '[limits]\nlease_s = "x"\n'
+    (home / "config.toml").write_text(text, encoding="utf-8")
+    line = one_error_line(run_cli(home, "init", check=2))
+    assert "limits.lease_s" in line
+    assert (home / "config.toml").read_text(encoding="utf-8") == text
+
+
+def test_good_overrides_are_used(home):
+    write_config(home, limits={"connect_timeout_s": 2, "lease_s": 9.5}, sync={"timezone": "Europe/Madrid"})
+    cfg = config_mod.load(home)
+    assert cfg.limits["connect_timeout_s"] == 2
+    assert cfg.limits["lease_s"] == 9.5
+    assert cfg.limits["batch_size"] == 500  # untouched default
+    assert str(cfg.timezone) == "Europe/Madrid"
+
+
+def test_load_raises_config_error_in_the_api(home):
+    write_config(home, sync={"timezone": "Nowhere/City"})
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(home)
+    assert "sync.timezone = 'Nowhere/City'" in str(err.value)
+
+
+def test_smb_section_passes_through(home):
+    (home / "config.toml").write_text('[smb.hosts."CAJA2"]\nusername = "u"\npassword = "p"\n', encoding="utf-8")
+    cfg = config_mod.load(home)
+    assert cfg.values["smb"] == {"hosts": {"CAJA2": {"username": "u", "password": "p"}}}
+
+
+def test_write_default_never_overwrites(tmp_path):
+    tmp_path.joinpath("config.toml").write_text("# mine\n", encoding="utf-8")
+    config_mod.write_default(tmp_path)
+    assert tmp_path.joinpath("config.toml").read_text(encoding="utf-8") == "# mine\n"
+
+
+# --- a home that was never initialised --------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [("caja", "list"), ("log",), ("caja", "add", "CAJA1", "--path", "/tmp", "--code", "FV1")])
+def test_command_in_uninitialised_home_gives_exit_2_telling_to_run_init(tmp_path, args):
+    home = tmp_path / "never"
+    proc = run_cli(home, *args, check=2)
+    line = one_error_line(proc)
+    assert "init" in line
+    assert str(home) in line
+    assert not home.exists()  # nothing was changed
+
+
+def test_load_of_uninitialised_home_raises_not_initialised(tmp_path):
+    with pytest.raises(NotInitialised):
+        config_mod.load(tmp_path / "never")
+
+
+def test_database_without_schema_gives_exit_2_telling_to_run_init(tmp_path):
+    home = tmp_path / "home"
+    run_cli(home, "--db", f"sqlite:///{tmp_path / 'elsewhere.db'}", "init", check=0)
+    proc = run_cli(home, "caja", "list", check=2)  # the default database in home was never initialised
+    line = one_error_line(proc)
+    assert "syscafe-sync init" in line
+
+
+def test_database_without_schema_is_not_created_by_a_refused_command(tmp_path):
+    home = tmp_path / "home"
+    run_cli(home, "--db", f"sqlite:///{tmp_path / 'elsewhere.db'}", "init", check=0)
+    run_cli(home, "caja", "list", check=2)
+    assert not (home / "syscafe-sync.db").exists()
+
+
+# --- where home and the database are ----------------------------------------------------------------
+
+def _run_env(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k not in ("SYSCAFE_SYNC_HOME", "SYSCAFE_SYNC_DB")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "syscafe_sync", *args], capture_output=True, text=True, timeout=120, env=full)
+
+
+def test_env_home_works_like_the_option(tmp_path):
+    home = tmp_path / "envhome"
+    proc = _run_env(["--json", "init"], {"SYSCAFE_SYNC_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["home"] == str(home)
+    assert (home / "config.toml").is_file() and (home / "syscafe-sync.db").is_file()
+    folder = tmp_path / "caja1"
+    folder.mkdir()
+    proc = _run_env(["caja", "add", "CAJA1", "--path", str(folder), "--code", "FV1"], {"SYSCAFE_SYNC_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    # the same home through --home sees it
+    assert [c["name"] for c in cli_json(home, "caja", "list")["cajas"]] == ["CAJA1"]
+
+
+def test_home_option_wins_over_env(tmp_path):
+    opt, env = tmp_path / "opt", tmp_path / "env"
+    proc = _run_env(["--home", str(opt), "init"], {"SYSCAFE_SYNC_HOME": str(env)})
+    assert proc.returncode == 0, proc.stderr
+    assert (opt / "config.toml").is_file()
+    assert not env.exists()
+
+
+def test_db_option_puts_the_database_elsewhere(tmp_path):
+    home, db = tmp_path / "home", tmp_path / "data" / "main.db"
+    url = f"sqlite:///{db}"
+    out = cli_json(home, "--db", url, "init")
+    assert out["database"] == url
+    assert db.is_file()
+    assert not (home / "syscafe-sync.db").exists()
+    folder = tmp_path / "caja1"
+    folder.mkdir()
+    run_cli(home, "--db", url, "caja", "add", "CAJA1", "--path", str(folder), "--code", "FV1", check=0)
+    assert [c["name"] for c in cli_json(home, "--db", url, "caja", "list")["cajas"]] == ["CAJA1"]
+    # the same database through the environment
+    proc = _run_env(["--home", str(home), "--json", "caja", "list"], {"SYSCAFE_SYNC_DB": url})
+    assert proc.returncode == 0, proc.stderr
+    assert [c["name"] for c in json.loads(proc.stdout)["cajas"]] == ["CAJA1"]
+
+
+@pytest.mark.parametrize("url", ["mysql://root@localhost/x", "nonsense"])
+def test_unknown_database_url_gives_exit_2(tmp_path, url):
+    proc = run_cli(tmp_path / "home", "--db", url, "init", check=2)
+    line = one_error_line(proc)
+    assert repr(url) in line
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def _pg_admin():
+    """A connection to the `test` database as the first user that trust auth lets in, or the reason there is none."""
+    try:
+        import psycopg2
+    except ImportError as exc:
+        return None, None, f"psycopg2 is not installed ({exc})"
+    problems = []
+    for user in ("postgres", "root"):
+        try:
+            conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, dbname="test", user=user, connect_timeout=3)
+        except psycopg2.Error as exc:
+            problems.append(f"{user}: {str(exc).strip()}")
+            continue
+        conn.autocommit = True
+        return conn, user, None
+    return None, None, "; ".join(problems)
+
+
+@pytest.fixture
+def pg_url():
+    admin, user, why = _pg_admin()
+    if admin is None:
+        reason = f"PostgreSQL at {PG_HOST}:{PG_PORT} database test is not reachable with trust auth ({why})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    name = f"syscafe_test_{secrets.token_hex(6)}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+def test_postgresql_init_and_caja_add(tmp_path, pg_url, caja_folder):
+    home = tmp_path / "home"
+    out = cli_json(home, "--db", pg_url, "init")
+    assert out["database"] == pg_url
+    assert (out["schema_version"], len(out["migrations"])) == (1, 1)
+    assert not (home / "syscafe-sync.db").exists()
+    assert "schema already up to date" in run_cli(home, "--db", pg_url, "init", check=0).stdout
+
+    folder = caja_folder("CAJA1")
+    added = cli_json(home, "--db", pg_url, "caja", "add", "CAJA1", "--path", str(folder.root))
+    assert (added["codes"], added["warnings"]) == (["FV1", "NC1"], [])
+    listed = cli_json(home, "--db", pg_url, "caja", "list")["cajas"]
+    assert [(c["name"], c["codes"], c["reachable"]) for c in listed] == [("CAJA1", ["FV1", "NC1"], True)]
+
+    # refusals behave the same on PostgreSQL: exit 2, nothing changed, logged
+    other = caja_folder("CAJA2", ["FV1"])
+    line = one_error_line(run_cli(home, "--db", pg_url, "caja", "add", "CAJA2", "--path", str(other.root), check=2))
+    assert "FV1" in line and "CAJA1" in line
+    assert [c["name"] for c in cli_json(home, "--db", pg_url, "caja", "list")["cajas"]] == ["CAJA1"]
+    logged = [json.loads(x) for x in run_cli(home, "--db", pg_url, "--json", "log", "--action", "caja add", check=0).stdout.splitlines()]
+    assert [r["outcome"] for r in logged] == ["ok", "refused"]
+
+
+def test_postgresql_password_is_not_printed(tmp_path, pg_url):
+    url = pg_url.replace("@", ":s3cret-pw@", 1)
+    out = run_cli(tmp_path / "home", "--db", url, "--json", "init", check=0)
+    assert "s3cret-pw" not in out.stdout + out.stderr
+    assert json.loads(out.stdout)["database"] == pg_url.replace("@", ":***@", 1)
