@@ -27,7 +27,7 @@ from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused, parse
 from .config import Config
 from .db import write_transaction
-from .db.models import Notice, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
+from .db.models import MoneyField, Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
 from .errors import Busy
 from .lease import CajaLease
 from .storage import Entry, open_root
@@ -177,6 +177,7 @@ class _Kept:
     existing_id: int | None
 
 
+_CONVERTED = (MoneyField, TimestampField)
 # PostgreSQL takes at most 65535 parameters in one statement.
 _PG_MAX_PARAMS = 65535
 
@@ -192,11 +193,21 @@ def _insert(model, rows: list[dict]) -> None:
         for chunk in chunked(rows, per):
             model.insert_many(chunk).execute()
         return
-    fields = [model._meta.fields[name] for name in rows[0]]
+    names = list(rows[0])
+    fields = [model._meta.fields[name] for name in names]
     sql = 'INSERT INTO "{}" ({}) VALUES ({})'.format(
         model._meta.table_name, ", ".join(f'"{f.column_name}"' for f in fields), ", ".join("?" * len(fields))
     )
-    db.cursor().executemany(sql, [tuple(f.db_value(row[f.name]) for f in fields) for row in rows])
+    # Only the fields whose database value differs from the Python one are converted;
+    # sqlite3 takes str, int and None as they are.
+    convert = [(i, f.db_value) for i, f in enumerate(fields) if isinstance(f, _CONVERTED)]
+    # Rows are built the same way, so their keys come in the same order.
+    values = [list(row.values()) for row in rows]
+    if convert:
+        for value in values:
+            for i, to_db in convert:
+                value[i] = to_db(value[i])
+    db.cursor().executemany(sql, values)
 
 
 class _CajaImport:
@@ -229,11 +240,13 @@ class _CajaImport:
             return
         codes = set(registry.codes_of(self.caja))
         owners = registry.code_owner()
-        known = Voucher.select(Voucher.code, Voucher.number, Voucher.id, Voucher.sha256).where(
-            (Voucher.caja == self.caja.name) & (Voucher.day == self.day.isoformat())
-        )
-        # A raw cursor: peewee's row objects cost more than the rest of a re-run.
-        existing = {(code, number): (vid, sha) for code, number, vid, sha in database.execute(known)}
+        where = (Voucher.caja == self.caja.name) & (Voucher.day == self.day.isoformat())
+        # Raw cursors: peewee's row objects cost more than the rest of a re-run.
+        if self.mode == "skip":
+            existing = dict.fromkeys(database.execute(Voucher.select(Voucher.code, Voucher.number).where(where)))
+        else:
+            known = Voucher.select(Voucher.code, Voucher.number, Voucher.id, Voucher.sha256).where(where)
+            existing = {(code, number): (vid, sha) for code, number, vid, sha in database.execute(known)}
         open_refusals = {
             p for (p,) in Refusal.select(Refusal.path)
             .where((Refusal.caja == self.caja.name) & (Refusal.day == self.day.isoformat()) & Refusal.resolved_at.is_null())
@@ -241,18 +254,21 @@ class _CajaImport:
         }
         todo = self._classify(sorted(entries, key=lambda e: e.name))
         total = len(todo)
-        for done, (entry, key) in enumerate(todo, 1):
+        if self.mode == "skip":
+            # Decided from the listing alone: what is imported is neither read nor looked at again.
+            new = [(e, k) for e, k in todo if k not in existing]
+            self.result.skipped += len(todo) - len(new)
+            if open_refusals:
+                self.resolved += [p for e, k in todo if k in existing and (p := f"{self.folder}/{e.name}") in open_refusals]
+            todo = new
+        done = total - len(todo)
+        for entry, key in todo:
             if self.cancel.is_set():
                 raise Cancelled()
-            path = f"{self.folder}/{entry.name}"
-            if self.mode == "skip" and key in existing:
-                self.result.skipped += 1
-                if path in open_refusals:
-                    self.resolved.append(path)
-            else:
-                self._one(entry, key, path, codes, owners, existing.get(key))
+            self._one(entry, key, f"{self.folder}/{entry.name}", codes, owners, existing.get(key))
             if len(self.batch) >= self.batch_size:
                 self._flush()
+            done += 1
             if self.progress:
                 self.progress(self.caja.name, done, total)
         self._flush()
@@ -380,9 +396,11 @@ class _CajaImport:
         lines, taxes, payments = [], [], []
         for k in batch:
             vid = ids[k.key]
-            lines += [dict(line, voucher=vid) for line in k.parsed.lines]
-            taxes += [dict(tax, voucher=vid) for tax in k.parsed.taxes]
-            payments += [dict(pay, voucher=vid) for pay in k.parsed.payments]
+            # The parsed rows are used once: the voucher id is set in place, no copies.
+            for part, out in ((k.parsed.lines, lines), (k.parsed.taxes, taxes), (k.parsed.payments, payments)):
+                for item in part:
+                    item["voucher"] = vid
+                out += part
         for model, items in ((VoucherLine, lines), (VoucherTax, taxes), (VoucherPayment, payments)):
             _insert(model, items)
 

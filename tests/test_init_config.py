@@ -12,6 +12,7 @@ import tomllib
 import pytest
 
 from conftest import cli_json, run_cli, write_config
+from syscafe_sync.db import migrations
 from syscafe_sync import config as config_mod
 from syscafe_sync.errors import ConfigError, NotInitialised
 
@@ -46,8 +47,8 @@ def test_init_json_names_what_it_made(tmp_path):
     assert out["config"] == str(home / "config.toml")
     assert out["database"] == f"sqlite:///{home / 'syscafe-sync.db'}"
     assert out["log_file"] == str(home / "logs" / "syscafe-sync.log")
-    assert out["schema_version"] == 1
-    assert len(out["migrations"]) == 1
+    assert out["schema_version"] == migrations.LATEST
+    assert len(out["migrations"]) == len(migrations.MIGRATIONS)
 
 
 def test_init_again_is_safe_and_says_the_schema_is_up_to_date(tmp_path):
@@ -60,7 +61,7 @@ def test_init_again_is_safe_and_says_the_schema_is_up_to_date(tmp_path):
     proc = run_cli(home, "init", check=0)
     assert "schema already up to date" in proc.stdout
     out = cli_json(home, "init")
-    assert (out["schema_version"], out["migrations"]) == (1, [])
+    assert (out["schema_version"], out["migrations"]) == (migrations.LATEST, [])
     # nothing was lost: the caja and the edited configuration stay
     assert [c["name"] for c in cli_json(home, "caja", "list")["cajas"]] == ["CAJA1"]
     assert (home / "config.toml").read_text(encoding="utf-8") == "[limits]\nlease_s = 7.5\n"
@@ -295,7 +296,7 @@ def test_postgresql_init_and_caja_add(tmp_path, pg_url, caja_folder):
     home = tmp_path / "home"
     out = cli_json(home, "--db", pg_url, "init")
     assert out["database"] == pg_url
-    assert (out["schema_version"], len(out["migrations"])) == (1, 1)
+    assert (out["schema_version"], len(out["migrations"])) == (migrations.LATEST, len(migrations.MIGRATIONS))
     assert not (home / "syscafe-sync.db").exists()
     assert "schema already up to date" in run_cli(home, "--db", pg_url, "init", check=0).stdout
 

@@ -32,6 +32,8 @@ class MoneyField(DecimalField):
     def db_value(self, value):
         if value is None:
             return None
+        if isinstance(value, decimal.Decimal):
+            return str(value)
         return str(decimal.Decimal(value))
 
     def python_value(self, value):
@@ -91,7 +93,7 @@ class CajaCode(Base):
 
 class Voucher(Base):
     # The caja's name, not a foreign key: imported data stays when a caja is removed.
-    caja = CharField(index=True)
+    caja = CharField()
     code = CharField()
     number = BigIntegerField()
     day = CharField()  # the process date of the folder it came from, YYYY-MM-DD
@@ -122,7 +124,8 @@ class Voucher(Base):
     updated_at = TimestampField()
 
     class Meta:
-        indexes = ((("code", "number"), True), (("caja", "day"), False), (("day",), False))
+        # (caja, day, code, number) is created by migration 2, which replaced (caja, day).
+        indexes = ((("code", "number"), True), (("day",), False))
 
 
 class VoucherLine(Base):

@@ -1,0 +1,34 @@
+"""`init` upgrades an older database schema in place, keeping its data."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from conftest import run_cli
+
+
+def test_init_upgrades_a_version_1_database_and_keeps_its_data(tmp_path, caja_folder):
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    folder = caja_folder("CAJA1")
+    folder.add(1)
+    run_cli(home, "caja", "add", "CAJA1", "--path", str(folder.root), check=0)
+    run_cli(home, "import", "--date", "2026-11-22", check=0)
+    db = home / "syscafe-sync.db"
+    con = sqlite3.connect(db)
+    # Put the schema back as version 1 left it.
+    con.execute("DELETE FROM schema_version WHERE version > 1")
+    con.execute("DROP INDEX voucher_caja_day_code_number")
+    con.execute('CREATE INDEX voucher_caja_day ON voucher (caja, day)')
+    con.commit()
+    con.close()
+    assert "needs 2; run `syscafe-sync init`" in run_cli(home, "vouchers", "list", check=2).stderr
+    out = run_cli(home, "init", check=0).stdout
+    assert "covering index" in out
+    con = sqlite3.connect(db)
+    indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'voucher'")}
+    assert "voucher_caja_day_code_number" in indexes and "voucher_caja_day" not in indexes
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+    assert con.execute("SELECT count(*) FROM voucher").fetchone() == (1,)
+    con.close()
+    assert "schema already up to date" in run_cli(home, "init", check=0).stdout
