@@ -69,34 +69,15 @@ class Entry:
 
 def record(entry: Entry) -> SyncLog:
     """Writes the entry to the database and the log file."""
-    row = SyncLog.create(
-        at=utcnow(),
-        level=entry.level,
-        caja=entry.caja,
-        action=entry.action,
-        mode=entry.mode,
-        imported=entry.imported,
-        updated=entry.updated,
-        skipped=entry.skipped,
-        refused=entry.refused,
-        duration_s=round(entry.duration_s, 3),
-        outcome=entry.outcome,
-        message=entry.message,
-        details=json.dumps(entry.details, ensure_ascii=False, default=str) if entry.details else None,
-    )
-    getattr(logger(), entry.level)(
-        entry.message or entry.action,
-        caja=entry.caja,
-        action=entry.action,
-        mode=entry.mode,
-        outcome=entry.outcome,
-        imported=entry.imported,
-        updated=entry.updated,
-        skipped=entry.skipped,
-        refused=entry.refused,
-        duration_s=round(entry.duration_s, 3),
-        **({"details": entry.details} if entry.details else {}),
-    )
+    fields = {
+        "caja": entry.caja, "action": entry.action, "mode": entry.mode, "outcome": entry.outcome,
+        "imported": entry.imported, "updated": entry.updated, "skipped": entry.skipped,
+        "refused": entry.refused, "duration_s": round(entry.duration_s, 3),
+    }
+    details = json.dumps(entry.details, ensure_ascii=False, default=str) if entry.details else None
+    row = SyncLog.create(at=utcnow(), level=entry.level, message=entry.message, details=details, **fields)
+    extra = {"details": entry.details} if entry.details else {}
+    getattr(logger(), entry.level)(entry.message or entry.action, **fields, **extra)
     return row
 
 

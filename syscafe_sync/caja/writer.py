@@ -1,7 +1,7 @@
 """The caja-side writer: writes a caja's data folder exactly as SPEC §1 says.
 
 Meant for point-of-sale integrators and for building test data. Standard
-library only, so a POS can vendor this one file (plus layout.py).
+library only, so a POS can vendor this file with layout.py and voucher.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import layout
+from .voucher import Refused, parse
 
 CENT = Decimal("0.01")
-STATUSES = ("active", "voided")
-_REQUIRED = ("format", "caja", "code", "number", "issued_at", "status", "lines", "totals")
 DEFAULT_TIMEZONE = "America/Bogota"
 
 
@@ -129,29 +128,23 @@ def _drop_torn_tail(f) -> None:
 # --- validation ------------------------------------------------------------
 
 def validate_voucher(doc: dict) -> dt.datetime:
-    """Raises ValueError naming the first bad field; returns issued_at."""
+    """Raises ValueError naming the first bad field; returns issued_at.
+
+    The check is the main server's own (`caja.voucher.parse`), so what the
+    writer accepts is exactly what an import accepts; floats anywhere and codes
+    that cannot be a file name are refused on top of it.
+    """
     if not isinstance(doc, dict):
         raise ValueError("voucher: must be a JSON object")
-    for field in _REQUIRED:
-        if field not in doc:
-            raise ValueError(f"{field}: required field missing")
-    if doc["format"] != layout.FORMAT or isinstance(doc["format"], bool):
-        raise ValueError(f"format: must be {layout.FORMAT}")
-    _require_text(doc["caja"], "caja")
-    _check_code(doc["code"], "code")
-    number = doc["number"]
-    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-        raise ValueError("number: must be a non-negative integer")
-    if doc["status"] not in STATUSES:
-        raise ValueError(f"status: must be one of {', '.join(STATUSES)}")
-    if not isinstance(doc["lines"], list):
-        raise ValueError("lines: must be a list")
-    totals = doc["totals"]
-    if not isinstance(totals, dict) or "total" not in totals:
-        raise ValueError("totals.total: required field missing")
     _refuse_floats(doc, "")
-    _decimal(totals["total"], "totals.total")
-    return _aware(doc["issued_at"], "issued_at")
+    try:
+        parsed = parse(_dumps(doc, None).encode("utf-8"))
+    except Refused as exc:
+        raise ValueError(str(exc)) from None
+    _check_code(doc["code"], "code")
+    if doc["number"] < 0:
+        raise ValueError("number: must be a non-negative integer")
+    return parsed.header["issued_utc"]
 
 
 def _check_ledger_entry(entry: dict, where: str) -> None:
