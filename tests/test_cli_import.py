@@ -48,6 +48,8 @@ def test_import_of_an_unknown_caja_or_bad_date_is_a_usage_error(shop):
     assert "CAJA9" in proc.stderr and "caja list" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli(home, "import", "--date", "22/11/2026", check=2)
     assert "22/11/2026" in proc.stderr and "YYYY-MM-DD" in proc.stderr
+    logged = [json.loads(line) for line in run_cli(home, "--json", "log", "--action", "import", check=0).stdout.splitlines()]
+    assert [(r["outcome"], "CAJA9" in r["message"] or "22/11/2026" in r["message"]) for r in logged] == [("refused", True)] * 2
 
 
 def test_vouchers_list_and_show(shop):

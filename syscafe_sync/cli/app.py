@@ -71,6 +71,9 @@ class Group(click.Group):
             _log_refusal(ctx, exc)
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            _log_usage_error(ctx, exc)
+            raise
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:
@@ -89,6 +92,21 @@ def _log_refusal(ctx: click.Context, exc: SyncError) -> None:
         synclog.record(synclog.Entry(action=action, outcome="refused", level="warning", message=str(exc)))
     except Exception:
         pass  # the database may be the very thing that failed
+
+
+def _log_usage_error(ctx: click.Context, exc: click.UsageError) -> None:
+    """A bad option is a refusal too: logged when the home and its database exist, never creating them."""
+    if getattr(exc, "_syscafe_logged", False):
+        return
+    exc._syscafe_logged = True  # nested groups see the same exception
+    app = ctx.find_object(App)
+    try:
+        if db_mod.database.obj is None or db_mod.database.is_closed():
+            app.open()
+        action = (exc.ctx.command_path if exc.ctx else ctx.command_path).split(" ", 1)[-1]
+        synclog.record(synclog.Entry(action=action, outcome="refused", level="warning", message=exc.format_message()))
+    except Exception:
+        pass  # no home or no database yet: stderr is the only place for it
 
 
 def render_table(headers: list[str], rows: list[list[object]]) -> str:
