@@ -51,18 +51,16 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-class Command(click.Command):
-    def invoke(self, ctx: click.Context):
-        # meta is shared by the whole context chain: the group's error handler reads it.
-        ctx.meta["syscafe.command"] = ctx.command_path.split(" ", 1)[-1]
-        return super().invoke(ctx)
-
-
 class Group(click.Group):
     """Turns our errors into one plain sentence and SPEC's exit codes, and logs every refusal."""
 
-    command_class = Command
     group_class = type
+
+    def resolve_command(self, ctx: click.Context, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        # meta is shared by the whole context chain; the innermost group writes last.
+        ctx.meta["syscafe.command"] = f"{ctx.command_path} {name}".split(" ", 1)[-1]
+        return name, cmd, rest
 
     def invoke(self, ctx: click.Context):
         try:
