@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import config as config_mod
-from . import demo_company, importer, registry, setup
+from . import catalogs, demo_company, importer, push, registry, setup
 from .db import redact
 from .db.models import Caja
 from .errors import UsageError
@@ -36,12 +36,18 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
     for day in demo_company.DAYS:
         result = importer.import_day(cfg, list(demo_company.CAJAS), day, "skip")
         days.append(result.as_dict())
+    loaded = []
+    for name, (file_name, key, _) in demo_company.catalog_files().items():
+        loaded.append(catalogs.load(name, cajas_dir / demo_company.CATALOGS_DIR / file_name, key))
+    pushed = push.push(cfg, list(demo_company.CAJAS), "partial").as_dict()
     report = {
         "action": "demo",
         "work": str(work),
         "cajas_root": str(cajas_dir),
         "home": str(home_path),
         "days": days,
+        "catalogs_loaded": [{k: c[k] for k in ("catalog", "version", "records")} for c in loaded],
+        "catalogs_push": pushed,
         "kept": keep,
         "db": redact(db_url) if db_url else None,
     }
@@ -61,6 +67,10 @@ def render(report: dict) -> str:
             refusals += [f"  {r['caja']} {f['path']}: {f['reason']}" for f in r["refusals"]]
     if refusals:
         out += ["", "refused (quarantined, tried again on every pass):"] + refusals
+    loaded = ", ".join(f"{c['catalog']} ({c['records']})" for c in report["catalogs_loaded"])
+    out += ["", f"catalogs loaded on the main server: {loaded}", "catalogs pushed (first push: partial falls back to total):"]
+    for r in report["catalogs_push"]["results"]:
+        out.append(f"  {r['caja']}: {r['outcome']}, {r['upserts']} records, {r['bytes_written']} bytes, manifest committed")
     h = f"--home {report['home']}" + (f" --db {report['db']}" if report.get("db") else "")
     if report["kept"]:
         out += [
@@ -71,6 +81,8 @@ def render(report: dict) -> str:
             f"  syscafe-sync {h} vouchers show FV2-1515",
             f"  syscafe-sync {h} vouchers refused",
             f"  syscafe-sync {h} log --caja CAJA2",
+            f"  syscafe-sync {h} catalogs show products",
+            f"  syscafe-sync {h} catalogs push --dry-run --mode replace",
             f"  syscafe-sync {h} import --date 2026-11-21 --mode overwrite",
         ]
     return "\n".join(out)

@@ -1,4 +1,4 @@
-"""A small, realistic, deterministic Colombian demo company: three cajas, two days.
+"""A small, realistic, deterministic Colombian demo company: three cajas, two days, its catalogs.
 
     python -m syscafe_sync.demo_company DEST [--replace]
 
@@ -9,7 +9,9 @@ builds are byte-for-byte identical; tests rebuild it to guard `fixtures/`.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
+import io
 import json
 import random
 import shutil
@@ -285,18 +287,92 @@ def _bad_files(dest: Path, cajas: dict[str, _Caja]) -> list[dict]:
     ]
 
 
+# --- catalogs: the main server's master data, as files for `syscafe-sync catalogs load` -------------
+
+CATALOGS_DIR = "catalogs"
+GROUPS = {
+    "ALMUERZOS": "Almuerzos", "BEBIDAS": "Bebidas", "PANADERIA": "Panadería",
+    "POSTRES": "Postres", "EMPACADOS": "Empacados", "CAFE-GRANO": "Café en grano",
+}
+# code: (type, rate, name); type and rate as the vouchers' taxes carry them
+TAXES = {
+    "INC8": ("INC", "8", "Impuesto nacional al consumo 8 %"),
+    "IVA19": ("IVA", "19", "IVA 19 %"),
+    "IVA5": ("IVA", "5", "IVA 5 %"),
+}
+# code: (name, kind); EF plus OTHER_METHODS, the methods the vouchers are paid with
+PAYMENT_METHODS = {
+    "EF": ("Efectivo", "cash"), "NEQUI": ("Nequi", "wallet"), "DAVIPLATA": ("Daviplata", "wallet"),
+    "TD": ("Tarjeta débito", "card"), "TC": ("Tarjeta crédito", "card"),
+}
+SELLER_NAMES = {"V01": "Diana Marcela López", "V02": "Jhon Fredy Restrepo",
+                "V03": "Paola Andrea Cárdenas", "V04": "Édgar Mauricio Villa"}
+CUSTOMER_EMAILS = {"1020304050": "ana.ruiz@example.com", "79876543": "carlos.perez@example.com",
+                   "1144055667": "santiago.castano@example.com"}
+UNITS = {"CAF-GRA": "KG"}  # every other product sells by the unit (UND)
+
+
+def _csv_bytes(header: list[str], rows: list[list[str]], delimiter: str = ",", bom: bool = False) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return ("\ufeff" if bom else "").encode("utf-8") + out.getvalue().encode("utf-8")
+
+
+def catalog_files() -> dict[str, tuple[str, str, bytes]]:
+    """{catalog: (file name, key, bytes)}: one file per format `catalogs load` reads."""
+    tax_code = {(t, r): code for code, (t, r, _) in TAXES.items()}
+    products = [[code, desc, group, price, tax, rate, UNITS.get(code, "UND")]
+                for code, (desc, price, group, tax, rate, _q) in PRODUCTS.items()]
+    assert all((p[4], p[5]) in tax_code and p[2] in GROUPS for p in products)
+    sellers = [{"code": code, "name": name, "active": "true"} for code, name in SELLER_NAMES.items()]
+    customers = [{"id": cid, "id_type": "13", "name": name, "email": CUSTOMER_EMAILS.get(cid)} for cid, name in CUSTOMERS]
+    return {
+        "products": ("products.csv", "code", _csv_bytes(
+            ["code", "description", "group", "price", "tax_type", "tax_rate", "unit"], products)),
+        "groups": ("groups.csv", "code", _csv_bytes(["code", "name"], [[c, n] for c, n in GROUPS.items()])),
+        "taxes": ("taxes.csv", "code", _csv_bytes(
+            ["code", "type", "rate", "name"], [[c, t, r, n] for c, (t, r, n) in TAXES.items()])),
+        # As a spreadsheet in Spanish saves it: ';' between values, a UTF-8 BOM first.
+        "payment_methods": ("payment_methods.csv", "code", _csv_bytes(
+            ["code", "name", "kind"], [[c, n, k] for c, (n, k) in PAYMENT_METHODS.items()], delimiter=";", bom=True)),
+        "sellers": ("sellers.json", "code",
+                    json.dumps(sellers, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"),
+        "customers": ("customers.jsonl", "id",
+                      b"".join(json.dumps(c, ensure_ascii=False).encode("utf-8") + b"\n" for c in customers)),
+    }
+
+
+def build_catalogs(dest: Path) -> dict:
+    """Writes DEST/catalogs/: the company's catalogs, one file each, for `catalogs load NAME FILE`.
+
+    Plain files for a person to load, not a caja's catalogs/ folder (only a push writes that).
+    Returns {catalog: {"file", "key", "records"}}.
+    """
+    folder = Path(dest) / CATALOGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name, (file_name, key, data) in catalog_files().items():
+        (folder / file_name).write_bytes(data)
+        records = {"products": PRODUCTS, "groups": GROUPS, "taxes": TAXES, "payment_methods": PAYMENT_METHODS,
+                   "sellers": SELLER_NAMES, "customers": CUSTOMERS}[name]
+        summary[name] = {"file": f"{CATALOGS_DIR}/{file_name}", "key": key, "records": len(records)}
+    return summary
+
+
 def build(dest: Path, *, replace: bool = False) -> dict:
-    """Writes DEST/CAJA1..CAJA3 and returns a summary.
+    """Writes DEST/CAJA1..CAJA3 and DEST/catalogs/, and returns a summary.
 
     Refuses to write over existing caja folders unless `replace`, since the
     loyalty ledgers are appended to and would double.
     """
     dest = Path(dest)
-    for name in CAJAS:
-        if (dest / name).exists():
-            if not replace:
-                raise FileExistsError(f"{dest / name} exists; pass replace=True (--replace)")
-            shutil.rmtree(dest / name)
+    existing = [dest / name for name in (*CAJAS, CATALOGS_DIR) if (dest / name).exists()]
+    if existing and not replace:
+        raise FileExistsError(f"{existing[0]} exists; pass replace=True (--replace)")
+    for path in existing:
+        shutil.rmtree(path)
     rng = random.Random(SEED)
     cajas = {name: _Caja(name, dest / name) for name in CAJAS}
     counts: dict[str, dict[str, int]] = {}
@@ -312,15 +388,16 @@ def build(dest: Path, *, replace: bool = False) -> dict:
         "loyalty_entries": {n: c.next_seq - 1 for n, c in cajas.items()},
         "rules": {n: [r["id"] for r in RULES[n]] for n in CAJAS},
         "bad_files": _bad_files(dest, cajas),
+        "catalogs": build_catalogs(dest),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m syscafe_sync.demo_company",
-                                     description="Writes the demo company's caja folders.")
-    parser.add_argument("dest", type=Path, help="folder that will hold CAJA1, CAJA2, CAJA3")
+                                     description="Writes the demo company's caja folders and catalog files.")
+    parser.add_argument("dest", type=Path, help="folder that will hold CAJA1, CAJA2, CAJA3 and catalogs/")
     parser.add_argument("--replace", action="store_true",
-                        help="delete and rewrite DEST/CAJA1..CAJA3 if they exist")
+                        help="delete and rewrite DEST/CAJA1..CAJA3 and DEST/catalogs if they exist")
     args = parser.parse_args(argv)
     try:
         summary = build(args.dest, replace=args.replace)

@@ -22,15 +22,14 @@ from dataclasses import dataclass, field
 
 from peewee import SqliteDatabase, chunked
 
-from . import bounded, findings, registry, synclog
+from . import findings, registry, synclog
 from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused, parse
 from .config import Config
 from .db import write_transaction
 from .db.models import MoneyField, Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
-from .errors import Busy
-from .lease import CajaLease
-from .storage import Entry, open_root
+from .serve import serve_caja
+from .storage import Entry
 
 MODES = ("skip", "overwrite")
 Progress = Callable[[str, int, int], None]
@@ -108,41 +107,12 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
     """One caja, isolated: whatever happens here is reported in its result and the log, never raised."""
     started = time.monotonic()
     result = CajaResult(caja.name)
-    limits = config.limits
-    lease = CajaLease(f"caja:{caja.name}", limits["lease_s"])
-    try:
-        lease.acquire(limits["lock_wait_s"])
-    except Busy as exc:
-        result.outcome, result.message = "busy", str(exc)
-        return _finish(result, mode, started)
-    job = None
-    try:
-        storage = open_root(caja.root)
-        try:
-            bounded.call(lambda: storage.list(""), limits["connect_timeout_s"], f"listing {caja.root}")
-        except (OSError, bounded.TimedOut) as exc:
-            result.outcome = "unreachable"
-            result.message = f"{caja.root} did not answer ({exc}); check that the caja is on and its folder shared."
-            return _finish(result, mode, started)
-        job = _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow())
-        try:
-            bounded.call(job.run, limits["caja_timeout_s"], f"importing {caja.name}")
-        except bounded.TimedOut:
-            job.cancel.set()
-            result.outcome = "failed"
-            result.message = (
-                f"import of {caja.name} cut off after {limits['caja_timeout_s']:g} s (limits.caja_timeout_s); "
-                f"what was imported before stays, the rest comes on the next pass."
-            )
-        except Exception as exc:  # one broken caja must not stop the others
-            result.outcome = "failed"
-            result.message = f"import of {caja.name} failed: {exc}"
-        return _finish(result, mode, started)
-    finally:
-        # The worker releases the lease when it ends, even cut off; one still
-        # blocked in the OS keeps it until it ends or the lease runs out.
-        if job is None:
-            lease.release()
+    serve_caja(
+        config, caja, f"caja:{caja.name}", result, "import of",
+        "what was imported before stays, the rest comes on the next pass.",
+        lambda storage, lease: _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow()),
+    )
+    return _finish(result, mode, started)
 
 
 def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
@@ -216,13 +186,16 @@ class _CajaImport:
     def __init__(self, config, caja, storage, day, mode, result, lease, progress, now):
         self.config, self.caja, self.storage, self.day, self.mode = config, caja, storage, day, mode
         self.result, self.lease, self.progress, self.now = result, lease, progress, now
-        self.cancel = threading.Event()
+        self.stop = threading.Event()
         self.limit = config.limits["max_file_bytes"]
         self.batch_size = config.limits["batch_size"]
         self.folder = layout.day_folder(day)
         self.batch: list[_Kept] = []
         self.refused: list[tuple[str, str, str | None]] = []
         self.resolved: list[str] = []
+
+    def cancel(self) -> None:
+        self.stop.set()
 
     def run(self) -> None:
         try:
@@ -263,7 +236,7 @@ class _CajaImport:
             todo = new
         done = total - len(todo)
         for entry, key in todo:
-            if self.cancel.is_set():
+            if self.stop.is_set():
                 raise Cancelled()
             self._one(entry, key, f"{self.folder}/{entry.name}", codes, owners, existing.get(key))
             if len(self.batch) >= self.batch_size:
@@ -342,7 +315,7 @@ class _CajaImport:
             self._write(batch)
             self._quarantine(refused, [k.path for k in batch] + resolved)
             self.lease.renew()
-            if self.cancel.is_set():
+            if self.stop.is_set():
                 raise Cancelled()  # rolls the batch back: the next pass does it whole
         self.result.imported += sum(1 for k in batch if k.existing_id is None)
         self.result.updated += sum(1 for k in batch if k.existing_id is not None)

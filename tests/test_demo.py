@@ -25,6 +25,15 @@ def _check_report(report: dict) -> None:
         ("CAJA2", "movements/2026-11-21/FV1-9001.json"),
         ("CAJA3", "movements/2026-11-21/FV3-2015.json"),
     }
+    assert {c["catalog"] for c in report["catalogs_loaded"]} == {"products", "groups", "taxes", "payment_methods", "sellers", "customers"}
+    pushed = report["catalogs_push"]["results"]
+    assert [(r["caja"], r["outcome"]) for r in pushed] == [("CAJA1", "ok"), ("CAJA2", "ok"), ("CAJA3", "ok")]
+    if report["kept"]:
+        from syscafe_sync.caja.catalog import read_catalog
+
+        for caja in ("CAJA1", "CAJA2", "CAJA3"):
+            view = read_catalog(Path(report["cajas_root"]) / caja, "products")
+            assert "ALM-EJ" in view.records and len(view.records) == 17
 
 
 def test_demo_registers_imports_and_explains(tmp_path):

@@ -14,6 +14,9 @@ from syscafe_sync.caja import layout
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CAJAS = ("CAJA1", "CAJA2", "CAJA3")
+GENERATED = (*CAJAS, "catalogs")  # what a build writes under DEST
+CATALOG_FILES = {"products": "products.csv", "groups": "groups.csv", "taxes": "taxes.csv",
+                 "payment_methods": "payment_methods.csv", "sellers": "sellers.json", "customers": "customers.jsonl"}
 BAD = {
     "CAJA3/movements/2026-11-21/FV3-2015.json",   # truncated JSON
     "CAJA2/movements/2026-11-21/FV1-9001.json",   # code of CAJA1 inside CAJA2
@@ -30,7 +33,7 @@ def demo(tmp_path_factory) -> tuple[Path, dict]:
 
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.parts[len(root.parts)] in CAJAS}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.parts[len(root.parts)] in GENERATED}
 
 
 def good_vouchers(root: Path):
@@ -205,3 +208,62 @@ def test_rules(demo):
 def test_small(demo):
     root, _ = demo
     assert sum(len(b) for b in tree(root).values()) < 300_000
+
+
+# --- catalogs/: the files for `catalogs load` ----------------------------------------------------------
+
+
+def test_build_writes_every_catalog_file(demo):
+    root, summary = demo
+    assert sorted(p.name for p in (root / "catalogs").iterdir()) == sorted(CATALOG_FILES.values())
+    assert {n: s["file"] for n, s in summary["catalogs"].items()} == {n: f"catalogs/{f}" for n, f in CATALOG_FILES.items()}
+    assert summary["catalogs"]["customers"]["key"] == "id" and summary["catalogs"]["products"]["records"] == 17
+
+
+def test_build_refuses_to_write_over_existing_catalogs(tmp_path):
+    (tmp_path / "catalogs").mkdir()
+    with pytest.raises(FileExistsError, match="catalogs"):
+        demo_company.build(tmp_path)
+    assert not (tmp_path / "CAJA1").exists()  # refused before writing anything
+
+
+def test_build_catalogs_alone(tmp_path, demo):
+    root, summary = demo
+    assert demo_company.build_catalogs(tmp_path) == summary["catalogs"]
+    assert tree(tmp_path) == {k: v for k, v in tree(root).items() if k.startswith("catalogs/")}
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+    import io
+
+    text = path.read_text("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text), delimiter=";" if ";" in text.splitlines()[0] else ","))
+
+
+def test_catalogs_agree_with_the_vouchers(demo):
+    root, _ = demo
+    cat = root / "catalogs"
+    products = {p["code"]: p for p in _csv(cat / "products.csv")}
+    groups = {g["code"] for g in _csv(cat / "groups.csv")}
+    taxes = {(t["type"], t["rate"]) for t in _csv(cat / "taxes.csv")}
+    methods = {m["code"] for m in _csv(cat / "payment_methods.csv")}
+    sellers = {s["code"] for s in json.loads((cat / "sellers.json").read_text("utf-8"))}
+    customers = {json.loads(line)["id"]: json.loads(line) for line in (cat / "customers.jsonl").read_text("utf-8").splitlines()}
+    assert {t["code"] for t in _csv(cat / "taxes.csv")} == {"INC8", "IVA19", "IVA5"}
+    for p in products.values():
+        assert p["group"] in groups and (p["tax_type"], p["tax_rate"]) in taxes and D(p["price"]) > 0
+    for rel, v in good_vouchers(root):
+        for line in v["lines"]:
+            p = products[line["product"]]
+            assert (p["description"], p["price"]) == (line["description"], line["unit_price"]), rel
+            assert [(t["type"], t["rate"]) for t in line["taxes"]] == [(p["tax_type"], p["tax_rate"])], rel
+        assert {pay["method"] for pay in v["payments"]} <= methods, rel
+        assert v.get("seller") is None or v["seller"] in sellers, rel
+        if "customer" in v:
+            assert customers[v["customer"]["id"]]["name"] == v["customer"]["name"], rel
+    assert methods == {"EF", "NEQUI", "DAVIPLATA", "TD", "TC"}
+    # both CSV dialects `catalogs load` reads: ',' plain, and ';' with a BOM as a Spanish spreadsheet saves it
+    assert (cat / "payment_methods.csv").read_bytes().startswith("\ufeffcode;".encode("utf-8"))
+    assert (cat / "products.csv").read_bytes().startswith(b"code,")
+    assert any(c["email"] is None for c in customers.values())  # a null, kept as null

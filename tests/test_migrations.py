@@ -6,6 +6,8 @@ import sqlite3
 
 from conftest import run_cli
 
+from syscafe_sync.db.migrations import LATEST
+
 
 def test_init_upgrades_a_version_1_database_and_keeps_its_data(tmp_path, caja_folder):
     home = tmp_path / "home"
@@ -18,17 +20,19 @@ def test_init_upgrades_a_version_1_database_and_keeps_its_data(tmp_path, caja_fo
     con = sqlite3.connect(db)
     # Put the schema back as version 1 left it.
     con.execute("DELETE FROM schema_version WHERE version > 1")
+    for table in ("catalog", "catalog_record", "caja_catalogs"):
+        con.execute(f"DROP TABLE {table}")
     con.execute("DROP INDEX voucher_caja_day_code_number")
     con.execute('CREATE INDEX voucher_caja_day ON voucher (caja, day)')
     con.commit()
     con.close()
-    assert "needs 2; run `syscafe-sync init`" in run_cli(home, "vouchers", "list", check=2).stderr
+    assert f"needs {LATEST}; run `syscafe-sync init`" in run_cli(home, "vouchers", "list", check=2).stderr
     out = run_cli(home, "init", check=0).stdout
     assert "covering index" in out
     con = sqlite3.connect(db)
     indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'voucher'")}
     assert "voucher_caja_day_code_number" in indexes and "voucher_caja_day" not in indexes
-    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (2,)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (LATEST,)
     assert con.execute("SELECT count(*) FROM voucher").fetchone() == (1,)
     con.close()
     assert "schema already up to date" in run_cli(home, "init", check=0).stdout

@@ -24,9 +24,9 @@ def cli(ctx: click.Context, home, db_url, json_out):
 
 
 def _register() -> None:
-    from . import cajas, imports, logs, setup
+    from . import cajas, catalogs, imports, logs, setup
 
-    for module in (setup, cajas, imports, logs):
+    for module in (setup, cajas, imports, catalogs, logs):
         for command in module.COMMANDS:
             cli.add_command(command)
 

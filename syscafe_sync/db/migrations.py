@@ -9,10 +9,13 @@ from peewee import Database
 from . import models as m
 
 
+_VERSION_1 = [m.Caja, m.CajaCode, m.Voucher, m.VoucherLine, m.VoucherTax, m.VoucherPayment, m.Refusal, m.Notice, m.SyncLog, m.Lease]
+
+
 def _initial(db: Database) -> None:
-    # Creates the tables as the models are now; so every later migration is written
-    # to be a no-op on a fresh database (IF NOT EXISTS / IF EXISTS).
-    db.create_tables(m.ALL_MODELS[1:])
+    # Creates these tables as their models are now; so every later migration is
+    # written to be a no-op on a fresh database (IF NOT EXISTS / IF EXISTS).
+    db.create_tables(_VERSION_1)
 
 
 def _covering_day_index(db: Database) -> None:
@@ -23,10 +26,15 @@ def _covering_day_index(db: Database) -> None:
     db.execute_sql("DROP INDEX IF EXISTS voucher_caja")  # a prefix of the new one
 
 
+def _catalogs(db: Database) -> None:
+    db.create_tables([m.Catalog, m.CatalogRecord, m.CajaCatalogs])  # safe=True: IF NOT EXISTS
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
     (2, "covering index for a caja's vouchers of a day", _covering_day_index),
+    (3, "catalogs: records with versions, what each caja committed", _catalogs),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -7,6 +7,7 @@ import decimal
 
 from peewee import (
     BigIntegerField,
+    BooleanField,
     CharField,
     DatabaseProxy,
     DecimalField,
@@ -215,4 +216,47 @@ class Lease(Base):
     expires_at = FloatField()  # seconds since the epoch, compared with time.time()
 
 
-ALL_MODELS = [SchemaVersion, Caja, CajaCode, Voucher, VoucherLine, VoucherTax, VoucherPayment, Refusal, Notice, SyncLog, Lease]
+class Catalog(Base):
+    """A catalog on the main server: its key field and its current version."""
+
+    name = CharField(primary_key=True)
+    key = CharField()
+    version = BigIntegerField(default=0)
+    records = IntegerField(default=0)  # live records at `version`
+    sha256 = CharField()  # of the canonical record set at `version` (SPEC §1, Catalogs)
+    updated_at = TimestampField()
+
+
+class CatalogRecord(Base):
+    """The current state of one record: its last change's version; a deletion stays as a tombstone."""
+
+    catalog = CharField()
+    key = TextField()
+    version = BigIntegerField()
+    deleted = BooleanField(default=False)
+    data = TextField(null=True)  # canonical JSON (sorted keys, compact); None once deleted
+
+    class Meta:
+        indexes = ((("catalog", "key"), True), (("catalog", "version"), False))
+
+
+class CajaCatalogs(Base):
+    """What a caja's catalogs/ folder holds, as the main server last committed it.
+
+    `manifest` is written here only once the caja's manifest.json is in place;
+    `pending_*` holds a manifest being written, so that a push killed between
+    the rename and this row is recognised and adopted by the next push.
+    """
+
+    caja = CharField(primary_key=True)
+    manifest = TextField(null=True)
+    manifest_sha = CharField(null=True)
+    extras = TextField(default="{}")  # {catalog: [canonical records only the caja has]}
+    pending_manifest = TextField(null=True)
+    pending_sha = CharField(null=True)
+    pending_extras = TextField(null=True)
+    updated_at = TimestampField(null=True)
+
+
+ALL_MODELS = [SchemaVersion, Caja, CajaCode, Voucher, VoucherLine, VoucherTax, VoucherPayment, Refusal, Notice, SyncLog, Lease,
+              Catalog, CatalogRecord, CajaCatalogs]

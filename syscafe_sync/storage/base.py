@@ -41,6 +41,32 @@ class Storage(ABC):
     def read(self, rel: str, limit: int | None = None) -> bytes:
         """The bytes of file `rel`; OSError(EFBIG) when it holds more than `limit` bytes."""
 
+    # The writes of the catalog push. A caja's catalogs/ folder is the only place written.
+
+    @abstractmethod
+    def read_head(self, rel: str, length: int) -> bytes:
+        """The first `length` bytes of file `rel` (fewer if it is shorter)."""
+
+    @abstractmethod
+    def size(self, rel: str) -> int | None:
+        """The size of file `rel`, None when it does not exist."""
+
+    @abstractmethod
+    def makedirs(self, rel: str) -> None:
+        """Creates folder `rel` and its parents inside the root."""
+
+    @abstractmethod
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Writes `data` under a temporary name in the same folder, flushes it, then renames it over `rel`."""
+
+    @abstractmethod
+    def append(self, rel: str, data: bytes, at: int) -> int:
+        """Cuts file `rel` back to `at` bytes (dropping what a killed writer left), appends `data`, flushes; returns the new size."""
+
+    @abstractmethod
+    def remove(self, rel: str) -> None:
+        """Deletes file `rel`; a file already gone is fine."""
+
 
 def split_rel(rel: str) -> list[str]:
     """The parts of a relative path, each checked to stay inside the root."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 from ..errors import OutsideRoot
+from ..caja.layout import temp_name
+from ..caja.writer import fsync_dir
 from .base import Entry, Storage, split_rel
 
 
@@ -59,38 +63,118 @@ class LocalStorage(Storage):
                     continue  # a link renamed away between the listing and is_dir()
         return entries
 
-    def read(self, rel: str, limit: int | None = None) -> bytes:
+    def _open(self, rel: str) -> tuple[int, str]:
+        """A descriptor of regular file `rel`, checked to be inside the root."""
         path = self._path(rel)
         if not self._proc_fd:
             self._check_inside(path, rel)
         # O_NONBLOCK: a FIFO or device under a voucher's name must not block the open.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
-        if self._proc_fd:
-            # Where the opened file really is, links on the way included: checked after
-            # the open, so nothing swapped in between can lead the read outside.
-            try:
+        try:
+            if self._proc_fd:
+                # Where the opened file really is, links on the way included: checked after
+                # the open, so nothing swapped in between can lead the read outside.
                 self._check_inside(path, rel, real=os.readlink(f"/proc/self/fd/{fd}"))
-            except BaseException:
-                os.close(fd)
-                raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+        except BaseException:
             os.close(fd)
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+            raise
+        return fd, path
+
+    def read(self, rel: str, limit: int | None = None) -> bytes:
+        fd, path = self._open(rel)
         # os.read straight from the descriptor: a buffered file object costs more than a voucher's read.
         try:
-            chunks, size = [], 0
-            want = (limit + 1) if limit is not None else 1 << 20
-            while True:
-                chunk = os.read(fd, want - size if limit is not None else want)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", str(path))
+            data = _read_up_to(fd, None if limit is None else limit + 1)
         finally:
             os.close(fd)
-        return b"".join(chunks)
+        if limit is not None and len(data) > limit:
+            raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", path)
+        return data
+
+    def read_head(self, rel: str, length: int) -> bytes:
+        fd, _ = self._open(rel)
+        try:
+            return _read_up_to(fd, length)
+        finally:
+            os.close(fd)
+
+
+    # --- writes (the catalog push) -------------------------------------------------------------
+
+    def _write_path(self, rel: str) -> str:
+        path = self._path(rel)
+        folder = os.path.dirname(path)
+        self._check_inside(folder, rel.rpartition("/")[0] or ".")
+        if os.path.islink(path):
+            raise OutsideRoot(f"{rel!r} in {self.display} is a link; the main server writes only plain files there.")
+        return path
+
+    def size(self, rel: str) -> int | None:
+        try:
+            return os.stat(self._write_path(rel)).st_size
+        except FileNotFoundError:
+            return None
+
+    def makedirs(self, rel: str) -> None:
+        path = self._path(rel)
+        os.makedirs(path, exist_ok=True)
+        self._check_inside(path, rel)
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        path = self._write_path(rel)
+        folder, name = os.path.split(path)
+        temp = os.path.join(folder, temp_name(name))
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            retry_sharing(lambda: os.replace(temp, path), rel)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temp)
+            raise
+        fsync_dir(folder)
+
+    def append(self, rel: str, data: bytes, at: int) -> int:
+        path = self._write_path(rel)
+        with open(path, "r+b" if os.path.exists(path) else "w+b") as f:
+            f.truncate(at)
+            f.seek(at)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._write_path(rel))
+
+
+def _read_up_to(fd: int, length: int | None) -> bytes:
+    """Reads to the end of the file, or `length` bytes when it is longer."""
+    chunks, size = [], 0
+    while length is None or size < length:
+        chunk = os.read(fd, (length - size) if length is not None else 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def retry_sharing(fn, rel: str, delays: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8, 1.6)):
+    """Windows refuses to replace a file another program holds open (a sharing violation,
+    WinError 5 or 32): retried with backoff, then refused with its reason."""
+    for delay in delays + (None,):
+        try:
+            return fn()
+        except PermissionError as exc:
+            if delay is None:
+                raise PermissionError(exc.errno, f"{rel} is held open by another program (sharing violation); tried {len(delays) + 1} times") from exc
+            time.sleep(delay)
 
 
 def is_unc(root: str) -> bool:

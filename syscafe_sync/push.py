@@ -1,0 +1,412 @@
+"""Pushing catalogs to cajas (SPEC §1 "Catalogs", `catalogs push`).
+
+A push writes files under names no reader uses yet, then the manifest by
+rename: the one commit point. A push cut off at any instant leaves every
+reader on the previous manifest, whole; the next push repairs what is left.
+
+The main server knows what a caja holds without reading it: the manifest it
+committed there (and its sha256) is kept in `CajaCatalogs`. A partial push
+checks that the caja's manifest is still byte for byte that one, then only
+appends the changes since the version the caja has, and writes a new
+manifest. Anything else (first push, folder wiped, manifest changed by hand)
+makes it a total push, said in the result and the log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+from . import catalogs, registry, synclog
+from .caja import catalog as fmt
+from .config import Config
+from .db import write_transaction
+from .db.models import CajaCatalogs, database, utcnow
+from .errors import UsageError
+from .serve import serve_caja
+from .storage import Storage
+
+MODES = ("partial", "total", "replace")
+FOLDER = fmt.FOLDER
+MANIFEST = f"{FOLDER}/{fmt.MANIFEST}"
+# A journal is folded into a new snapshot once it holds more entries than this share of the records.
+COMPACT_RATIO = 0.10
+COMPACT_MIN = 100
+
+
+@dataclass
+class CatalogOutcome:
+    catalog: str
+    mode: str  # what was done: partial, total, replace, compact, unchanged
+    version: int
+    upserts: int = 0
+    deletes: int = 0
+    fallback: str | None = None  # why a partial push became a total one
+    gain: list[str] = field(default_factory=list)  # dry run: keys the caja would gain, change, lose
+    change: list[str] = field(default_factory=list)
+    lose: list[str] = field(default_factory=list)
+
+    def as_dict(self, dry_run: bool) -> dict:
+        out = {"catalog": self.catalog, "mode": self.mode, "version": self.version, "upserts": self.upserts,
+               "deletes": self.deletes, "fallback": self.fallback}
+        if dry_run:
+            out.update(gain=self.gain, change=self.change, lose=self.lose)
+        return out
+
+
+@dataclass
+class CajaPush:
+    caja: str
+    mode: str
+    dry_run: bool = False
+    outcome: str = "ok"
+    message: str = ""
+    catalogs: list[CatalogOutcome] = field(default_factory=list)
+    bytes_written: int = 0
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "caja": self.caja, "outcome": self.outcome, "message": self.message, "mode": self.mode,
+            "dry_run": self.dry_run,
+            "version": {c.catalog: c.version for c in self.catalogs},
+            "upserts": sum(c.upserts for c in self.catalogs), "deletes": sum(c.deletes for c in self.catalogs),
+            "bytes_written": self.bytes_written, "duration_s": round(self.duration_s, 3),
+            "catalogs": [c.as_dict(self.dry_run) for c in self.catalogs],
+        }
+
+
+@dataclass
+class PushResult:
+    mode: str
+    dry_run: bool
+    results: list[CajaPush]
+
+    @property
+    def failed(self) -> bool:
+        return any(r.outcome != "ok" for r in self.results)
+
+    def as_dict(self) -> dict:
+        return {"action": "catalogs push", "mode": self.mode, "dry_run": self.dry_run, "results": [r.as_dict() for r in self.results]}
+
+
+class _Main:
+    """The main server's catalogs, read once per push, each as of one version, shared by every caja."""
+
+    def __init__(self, names: list[str]):
+        self.catalogs = {}
+        self._rows: dict[str, list] = {}
+        self._versions: dict[str, list[int]] = {}
+        self._live: dict[str, dict[str, str]] = {}
+        for name in names:
+            cat, rows = catalogs.state(name)
+            self.catalogs[name] = cat
+            rows.sort(key=lambda r: r[1])  # by version: a journal applies changes in order
+            self._rows[name] = rows
+            self._versions[name] = [r[1] for r in rows]
+            self._live[name] = {k: data for k, _, deleted, data in rows if not deleted}
+        self._snapshots: dict[tuple[str, str], bytes] = {}
+
+    def live(self, name: str) -> dict[str, str]:
+        return self._live[name]
+
+    def changes(self, name: str, since: int) -> list[tuple[int, str, bool, str | None]]:
+        """(version, key, deleted, data) of the records changed after `since`, in version order."""
+        rows = self._rows[name]
+        return [(v, k, d, data) for k, v, d, data in rows[bisect.bisect_right(self._versions[name], since):]]
+
+    def snapshot(self, name: str, file_name: str, records: dict[str, str], shared: bool) -> bytes:
+        """Snapshot bytes; the same for every caja that has no records of its own, so built once."""
+        if shared and (name, file_name) in self._snapshots:
+            return self._snapshots[(name, file_name)]
+        cat = self.catalogs[name]
+        body = ",\n".join(records[k] for k in sorted(records))
+        head = json.dumps({"catalog": name, "key": cat.key, "version": cat.version}, ensure_ascii=False)[:-1]
+        data = f'{head}, "records": [\n{body}\n]}}\n'.encode("utf-8")
+        if shared:
+            self._snapshots[(name, file_name)] = data
+        return data
+
+
+def push(config: Config, names: list[str] | tuple[str, ...] = (), mode: str = "partial", dry_run: bool = False,
+         now: dt.datetime | None = None) -> PushResult:
+    if mode not in MODES:
+        raise UsageError(f"mode {mode!r} is not known; use partial, total or replace.")
+    cajas = registry.select(names)
+    loaded = catalogs.names()
+    if not loaded:
+        raise UsageError("no catalog is loaded on the main server yet; load one with `syscafe-sync catalogs load NAME FILE`.")
+    main = _Main(loaded)
+    results = [push_caja(config, c, mode, dry_run, main, now or utcnow()) for c in cajas]
+    return PushResult(mode, dry_run, results)
+
+
+def push_caja(config: Config, caja, mode: str, dry_run: bool, main: _Main, now: dt.datetime) -> CajaPush:
+    started = time.monotonic()
+    result = CajaPush(caja.name, mode, dry_run)
+    serve_caja(
+        config, caja, f"catalogs:{caja.name}", result, "catalog push to",
+        "the caja stays on its previous catalogs, whole.",
+        lambda storage, lease: _CajaPushJob(config, caja, storage, mode, dry_run, main, result, lease, now),
+    )
+    return _finish(result, started)
+
+
+def _finish(result: CajaPush, started: float) -> CajaPush:
+    result.duration_s = time.monotonic() - started
+    if result.outcome == "ok" and not result.message:
+        parts = []
+        for c in result.catalogs:
+            if c.mode == "unchanged":
+                continue
+            part = f"{c.catalog} {c.mode} v{c.version} (+{c.upserts} -{c.deletes})"
+            if c.fallback:
+                part += f" instead of partial: {c.fallback}"
+            parts.append(part)
+        verb = "would push" if result.dry_run else "pushed"
+        result.message = f"{verb}: " + "; ".join(parts) if parts else "every catalog already current"
+    level = "info" if result.outcome == "ok" else ("warning" if result.outcome == "busy" else "error")
+    if result.outcome == "ok" and any(c.fallback for c in result.catalogs):
+        level = "warning"
+    synclog.record(synclog.Entry(
+        action="catalogs push", outcome=result.outcome, caja=result.caja, level=level,
+        mode=result.mode + (" dry-run" if result.dry_run else ""),
+        imported=sum(c.upserts for c in result.catalogs), updated=0, skipped=0, refused=0,
+        duration_s=result.duration_s, message=result.message,
+        details={"bytes_written": result.bytes_written, "catalogs": [c.as_dict(False) for c in result.catalogs]},
+    ))
+    return result
+
+
+class _CajaPushJob:
+    def __init__(self, config, caja, storage: Storage, mode, dry_run, main: _Main, result: CajaPush, lease, now):
+        self.caja, self.storage, self.mode, self.dry_run = caja, storage, mode, dry_run
+        self.main, self.result, self.lease = main, result, lease
+        self.now = now.astimezone(config.timezone)
+
+    def cancel(self) -> None:
+        pass  # nothing to stop half-way: files written before the manifest are never read
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.lease.release()
+            if not database.is_closed():
+                database.close()
+
+    # --- what the caja holds now ---------------------------------------------------------------
+
+    def _on_disk(self) -> tuple[bytes | None, dict | None]:
+        try:
+            raw = self.storage.read(MANIFEST)
+        except FileNotFoundError:
+            return None, None
+        try:
+            return raw, fmt.read_manifest(lambda name, n: raw)
+        except fmt.CatalogError:
+            return raw, None
+
+    def _known(self, raw: bytes | None, state: CajaCatalogs | None) -> tuple[dict | None, dict, str | None]:
+        """(manifest we committed, records only the caja has, why it cannot be trusted)."""
+        if raw is None:
+            return None, {}, "no manifest at the caja (first push, or its catalogs folder was wiped)"
+        sha = hashlib.sha256(raw).hexdigest()
+        if state and state.manifest_sha == sha:
+            return json.loads(state.manifest), json.loads(state.extras), None
+        if state and state.pending_sha == sha:
+            # The last push was cut off between its manifest's rename and our record of it.
+            return json.loads(state.pending_manifest), json.loads(state.pending_extras), None
+        if state and state.manifest_sha:
+            return None, {}, "the caja's manifest is not the one this main server committed (checksum mismatch)"
+        return None, {}, "this main server has no record of the caja's manifest"
+
+    def _journal_intact(self, entry: dict) -> bool:
+        size = self.storage.size(f"{FOLDER}/{entry['journal']}")
+        return size is not None and size >= entry["journal_bytes"]
+
+    def _caja_records(self, name: str, manifest: dict | None) -> dict[str, str]:
+        """The caja's current records of `name`, read as a reader would; empty when they cannot be read."""
+        if not manifest or name not in manifest["catalogs"]:
+            return {}
+
+        def read(file_name: str, length: int | None) -> bytes:
+            rel = f"{FOLDER}/{file_name}"
+            return self.storage.read(rel) if length is None else self.storage.read_head(rel, length)
+
+        try:
+            return fmt.read_from(read, name, manifest).canonical()
+        except (fmt.CatalogError, OSError, KeyError, ValueError, TypeError):
+            return {}
+
+    # --- the push ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        raw, disk_manifest = self._on_disk()
+        state = CajaCatalogs.get_or_none(CajaCatalogs.caja == self.caja.name)
+        known, extras, distrust = self._known(raw, state)
+        if not self.dry_run:
+            self._clean(disk_manifest)
+        entries = dict(known["catalogs"]) if known else {}
+        if not known and disk_manifest:
+            # Not ours to trust for a partial push, but its catalogs we do not push stay named.
+            entries = {n: e for n, e in disk_manifest["catalogs"].items() if n not in self.main.catalogs}
+        new_extras = dict(extras)
+        taken = self._names_in(disk_manifest)
+        for name, cat in self.main.catalogs.items():
+            entry = known["catalogs"].get(name) if known else None
+            outcome, new_entry, kept = self._plan(name, cat, entry, distrust, extras.get(name, {}), disk_manifest, taken)
+            self.result.catalogs.append(outcome)
+            if new_entry is not None:
+                entries[name] = new_entry
+            new_extras[name] = kept
+            if not kept:
+                new_extras.pop(name)
+        if self.dry_run or all(c.mode == "unchanged" for c in self.result.catalogs):
+            return
+        manifest = {"format": 1, "updated_at": self.now.isoformat(timespec="seconds"), "catalogs": entries}
+        self._commit(manifest, new_extras)
+
+    def _plan(self, name, cat, entry, distrust, extras, disk_manifest, taken):
+        """Decides and (unless a dry run) writes one catalog; returns (outcome, manifest entry, caja-only records)."""
+        live = self.main.live(name)
+        if self.mode == "partial":
+            reason = distrust
+            if reason is None and entry is None:
+                reason = f"the caja has no {name} catalog yet"
+            elif reason is None and entry["key"] != cat.key:
+                reason = f"the caja's {name} catalog is keyed by {entry['key']}, the main server's by {cat.key}"
+            elif reason is None and not self._journal_intact(entry):
+                reason = f"{FOLDER}/{entry['journal']} is shorter than its manifest says"
+            if reason is None:
+                return self._partial(name, cat, entry, extras, live, taken)
+            return self._snapshot(name, cat, "total", live, disk_manifest, taken, fallback=reason)
+        return self._snapshot(name, cat, self.mode, live, disk_manifest, taken)
+
+    def _partial(self, name, cat, entry, extras, live, taken):
+        if entry["version"] == cat.version:
+            return CatalogOutcome(name, "unchanged", cat.version), None, extras
+        changes = self.main.changes(name, entry["version"])
+        touched = {key for _, key, _, _ in changes}
+        kept = {k: v for k, v in extras.items() if k not in touched}
+        journal_records = entry.get("journal_records", 0) + len(changes)
+        if journal_records > max(COMPACT_MIN, COMPACT_RATIO * cat.records):
+            records = {**kept, **live}
+            outcome, new_entry = self._write_snapshot(name, cat, "compact", records, taken, shared=not kept)
+            outcome.upserts = sum(1 for _, _, deleted, _ in changes if not deleted)
+            outcome.deletes = sum(1 for _, _, deleted, _ in changes if deleted)
+            return outcome, new_entry, kept
+        lines = []
+        upserts = deletes = 0
+        for version, key, deleted, data in changes:
+            if deleted:
+                lines.append(json.dumps({"version": version, "op": "delete", "key": key}, ensure_ascii=False))
+                deletes += 1
+            else:
+                lines.append(f'{{"version": {version}, "op": "upsert", "record": {data}}}')
+                upserts += 1
+        outcome = CatalogOutcome(name, "partial", cat.version, upserts, deletes)
+        if self.dry_run:
+            self._diff_partial(outcome, changes, live)
+            return outcome, None, kept
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        # Cut back to what the manifest names (dropping a killed push's tail), then append.
+        size = self.storage.append(f"{FOLDER}/{entry['journal']}", data, at=entry["journal_bytes"])
+        self.result.bytes_written += len(data)
+        self.lease.renew()
+        records = {**kept, **live} if kept else None
+        new_entry = dict(entry, version=cat.version, journal_bytes=size, journal_records=journal_records,
+                         records=cat.records + len(kept),
+                         sha256=fmt.record_set_sha256(records) if records is not None else cat.sha256)
+        return outcome, new_entry, kept
+
+    def _diff_partial(self, outcome: CatalogOutcome, changes, live) -> None:
+        for _, key, deleted, _ in changes:
+            if deleted:
+                outcome.lose.append(key)
+            else:
+                outcome.change.append(key)  # without reading the caja, new and changed look alike
+
+    def _snapshot(self, name, cat, mode, live, disk_manifest, taken, fallback=None):
+        current = self._caja_records(name, disk_manifest) if (mode == "total" or self.dry_run) else {}
+        kept = {k: v for k, v in current.items() if k not in live} if mode == "total" else {}
+        records = {**kept, **live}
+        if self.dry_run:
+            outcome = CatalogOutcome(name, mode, cat.version, fallback=fallback)
+            outcome.gain = sorted(k for k in records if k not in current)
+            outcome.change = sorted(k for k in records if k in current and current[k] != records[k])
+            outcome.lose = sorted(k for k in current if k not in records)
+            outcome.upserts, outcome.deletes = len(outcome.gain) + len(outcome.change), len(outcome.lose)
+            return outcome, None, kept
+        outcome, entry = self._write_snapshot(name, cat, mode, records, taken, shared=not kept)
+        outcome.fallback = fallback
+        return outcome, entry, kept
+
+    def _write_snapshot(self, name, cat, mode, records, taken, shared):
+        base = f"{name}.{cat.version}"
+        n = 1
+        while f"{base}.snapshot.json" in taken or f"{base}.journal.jsonl" in taken:
+            n += 1  # the names in use by the manifest readers follow are never written over
+            base = f"{name}.{cat.version}-{n}"
+        snap_name, journal_name = f"{base}.snapshot.json", f"{base}.journal.jsonl"
+        data = self.main.snapshot(name, snap_name, records, shared)
+        self.storage.makedirs(FOLDER)
+        self.storage.write_atomic(f"{FOLDER}/{snap_name}", data)
+        self.storage.write_atomic(f"{FOLDER}/{journal_name}", b"")
+        self.result.bytes_written += len(data)
+        self.lease.renew()
+        sha = cat.sha256 if shared else fmt.record_set_sha256(records)
+        entry = {"key": cat.key, "version": cat.version, "snapshot": snap_name, "snapshot_version": cat.version,
+                 "journal": journal_name, "journal_bytes": 0, "journal_records": 0, "records": len(records), "sha256": sha}
+        outcome = CatalogOutcome(name, mode, cat.version, upserts=len(records))
+        return outcome, entry
+
+    def _commit(self, manifest: dict, extras: dict) -> None:
+        data = (json.dumps(manifest, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+        sha = hashlib.sha256(data).hexdigest()
+        manifest_text, extras_text = json.dumps(manifest, ensure_ascii=False), json.dumps(extras, ensure_ascii=False)
+        with write_transaction():
+            CajaCatalogs.insert(caja=self.caja.name, pending_manifest=manifest_text, pending_sha=sha,
+                                pending_extras=extras_text, updated_at=utcnow()).on_conflict(
+                conflict_target=[CajaCatalogs.caja],
+                update={CajaCatalogs.pending_manifest: manifest_text, CajaCatalogs.pending_sha: sha,
+                        CajaCatalogs.pending_extras: extras_text, CajaCatalogs.updated_at: utcnow()},
+            ).execute()
+        self.storage.makedirs(FOLDER)
+        self.storage.write_atomic(MANIFEST, data)  # the commit point
+        self.result.bytes_written += len(data)
+        with write_transaction():
+            CajaCatalogs.update(manifest=manifest_text, manifest_sha=sha, extras=extras_text, pending_manifest=None,
+                                pending_sha=None, pending_extras=None, updated_at=utcnow()).where(
+                CajaCatalogs.caja == self.caja.name).execute()
+
+    # --- files no manifest names -----------------------------------------------------------------
+
+    @staticmethod
+    def _names_in(manifest: dict | None) -> set[str]:
+        if not manifest:
+            return set()
+        names = set()
+        for entry in manifest["catalogs"].values():
+            if isinstance(entry, dict):
+                names.update(str(entry.get(k)) for k in ("snapshot", "journal"))
+        return names
+
+    def _clean(self, disk_manifest: dict | None) -> None:
+        """Deletes what the caja's current manifest does not name: files replaced by the previous
+        push (not by this one, so a reader that has just read the old manifest still finds them),
+        and what a killed push left behind."""
+        try:
+            entries = self.storage.list(FOLDER)
+        except FileNotFoundError:
+            return
+        keep = self._names_in(disk_manifest) | {fmt.MANIFEST}
+        if disk_manifest is None and any(e.name == fmt.MANIFEST for e in entries):
+            return  # a manifest we cannot parse: readers may still follow it, delete nothing
+        for e in entries:
+            if not e.is_dir and e.name not in keep:
+                self.storage.remove(f"{FOLDER}/{e.name}")

@@ -1,0 +1,60 @@
+"""Serving one caja, isolated: its lease, the reachability probe, the work in a worker with a deadline.
+
+The importer and the catalog push share this; whatever happens lands in the
+result's `outcome` and `message`, never in an exception, so one caja never
+holds back another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from . import bounded
+from .config import Config
+from .errors import Busy
+from .lease import CajaLease
+from .storage import Storage, open_root
+
+
+class Job(Protocol):
+    def run(self) -> None:
+        """The work; it releases the lease it was given when it ends, even when cut off."""
+
+    def cancel(self) -> None:
+        """Asks the work to stop at its next safe point."""
+
+
+def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_note: str,
+               make_job: Callable[[Storage, CajaLease], Job]) -> None:
+    limits = config.limits
+    lease = CajaLease(lease_name, limits["lease_s"])
+    try:
+        lease.acquire(limits["lock_wait_s"])
+    except Busy as exc:
+        result.outcome, result.message = "busy", str(exc)
+        return
+    job = None
+    try:
+        storage = open_root(caja.root)
+        try:
+            bounded.call(lambda: storage.list(""), limits["connect_timeout_s"], f"listing {caja.root}")
+        except (OSError, bounded.TimedOut) as exc:
+            result.outcome = "unreachable"
+            result.message = f"{caja.root} did not answer ({exc}); check that the caja is on and its folder shared."
+            return
+        job = make_job(storage, lease)
+        try:
+            bounded.call(job.run, limits["caja_timeout_s"], f"{what} {caja.name}")
+        except bounded.TimedOut:
+            job.cancel()
+            result.outcome = "failed"
+            result.message = f"{what} {caja.name} cut off after {limits['caja_timeout_s']:g} s (limits.caja_timeout_s); {cut_note}"
+        except Exception as exc:  # one broken caja must not stop the others
+            result.outcome = "failed"
+            result.message = f"{what} {caja.name} failed: {exc}; {cut_note}"
+    finally:
+        # The worker releases the lease when it ends; one still blocked in the
+        # OS keeps it until it ends or the lease runs out.
+        if job is None:
+            lease.release()

@@ -1,0 +1,256 @@
+"""Catalog push: every mode read back with SPEC's reader, fallbacks, dry runs, and pushes killed at any instant."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli_json, run_cli, write_config
+
+from syscafe_sync import catalogs, push, registry
+from syscafe_sync.caja.catalog import CatalogError, read_catalog
+from syscafe_sync.db.models import CajaCatalogs
+
+
+def write_products(path: Path, prices: dict[str, str]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["code", "description", "price"])
+        for code, price in sorted(prices.items()):
+            w.writerow([code, f"Producto {code}", price])
+    return path
+
+
+@pytest.fixture
+def shop(cfg, caja_folder, tmp_path):
+    """Two registered cajas and a loaded products catalog of 50 records."""
+    c1, c2 = caja_folder("CAJA1"), caja_folder("CAJA2")
+    registry.add("CAJA1", str(c1.root))
+    registry.add("CAJA2", str(c2.root))
+    prices = {f"P{i:03d}": f"{1000 + i}.00" for i in range(50)}
+    catalogs.load("products", write_products(tmp_path / "p.csv", prices))
+    return cfg, c1, c2, prices, tmp_path
+
+
+def reload(tmp_path: Path, prices: dict[str, str]) -> None:
+    catalogs.load("products", write_products(tmp_path / "p.csv", prices))
+
+
+def main_sha() -> str:
+    return catalogs.get("products").sha256
+
+
+def run(cfg, mode="partial", *names, dry_run=False):
+    return {r.caja: r for r in push.push(cfg, list(names), mode, dry_run).results}
+
+
+def test_first_partial_push_falls_back_to_total_and_reads_back_equal(shop):
+    cfg, c1, c2, prices, _ = shop
+    res = run(cfg)
+    [out] = res["CAJA1"].catalogs
+    assert (out.mode, out.fallback) == ("total", "no manifest at the caja (first push, or its catalogs folder was wiped)")
+    for c in (c1, c2):
+        view = read_catalog(c.root, "products")
+        assert view.sha256 == main_sha() and view.version == catalogs.get("products").version
+        assert {k: r["price"] for k, r in view.records.items()} == prices
+
+
+def test_partial_appends_only_the_changes(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    folder = c1.root / "catalogs"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    prices = dict(prices, P007="9999.00", P008="8888.00")
+    del prices["P009"]
+    reload(tmp, prices)
+    res = run(cfg, "partial", "CAJA1")["CAJA1"]
+    [out] = res.catalogs
+    assert (out.mode, out.upserts, out.deletes, out.fallback) == ("partial", 2, 1, None)
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    snapshot = next(n for n in before if n.endswith(".snapshot.json"))
+    journal = next(n for n in before if n.endswith(".journal.jsonl"))
+    assert after[snapshot] == before[snapshot]
+    lines = [json.loads(line) for line in after[journal].splitlines()]
+    assert [(line["op"], line.get("key") or line["record"]["code"]) for line in lines] == [
+        ("upsert", "P007"), ("upsert", "P008"), ("delete", "P009")]
+    assert res.bytes_written < 4096
+    view = read_catalog(c1.root, "products")
+    assert view.sha256 == main_sha() and "P009" not in view.records and view.records["P007"]["price"] == "9999.00"
+
+
+def test_total_keeps_records_only_the_caja_has_and_replace_drops_them(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    reload(tmp, {k: v for k, v in prices.items() if k != "P001"})
+    [out] = run(cfg, "total", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total"
+    view = read_catalog(c1.root, "products")
+    assert "P001" in view.records and len(view.records) == 50
+    assert view.sha256 == read_catalog(c1.root, "products").sha256  # its manifest's checksum holds
+    # A partial push afterwards keeps that caja-only record and its checksum right.
+    reload(tmp, {k: (v if k != "P002" else "1.00") for k, v in prices.items() if k != "P001"})
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert (out.mode, out.upserts) == ("partial", 1)
+    view = read_catalog(c1.root, "products")
+    assert "P001" in view.records and view.records["P002"]["price"] == "1.00"
+    [out] = run(cfg, "replace", "CAJA1")["CAJA1"].catalogs
+    view = read_catalog(c1.root, "products")
+    assert out.mode == "replace" and "P001" not in view.records and view.sha256 == main_sha()
+
+
+def test_dry_run_writes_nothing_and_says_what_would_change(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    reload(tmp, dict({k: v for k, v in prices.items() if k != "P003"}, P004="1.00", NEW="5.00"))
+    folder = c1.root / "catalogs"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    [out] = run(cfg, "replace", "CAJA1", dry_run=True)["CAJA1"].catalogs
+    assert (out.gain, out.change, out.lose) == (["NEW"], ["P004"], ["P003"])
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert read_catalog(c1.root, "products").records["P003"]
+
+
+def test_a_wiped_catalogs_folder_gets_a_total_push(shop):
+    cfg, c1, _, _, _ = shop
+    run(cfg)
+    for p in (c1.root / "catalogs").iterdir():
+        p.unlink()
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total" and "no manifest" in out.fallback
+    assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_a_manifest_changed_by_hand_is_not_trusted(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    manifest = c1.root / "catalogs" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"updated_at"', '"updated_at_"'))
+    reload(tmp, dict(prices, P010="1.00"))
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total" and "checksum mismatch" in out.fallback
+    assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_a_manifest_committed_but_not_recorded_is_adopted(shop):
+    """A push killed between the manifest's rename and the database's record of it."""
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    first = CajaCatalogs.get(CajaCatalogs.caja == "CAJA1")
+    reload(tmp, dict(prices, P011="1.00"))
+    run(cfg, "partial", "CAJA1")
+    second = CajaCatalogs.get(CajaCatalogs.caja == "CAJA1")
+    CajaCatalogs.update(manifest=first.manifest, manifest_sha=first.manifest_sha, extras=first.extras,
+                        pending_manifest=second.manifest, pending_sha=second.manifest_sha,
+                        pending_extras=second.extras).where(CajaCatalogs.caja == "CAJA1").execute()
+    reload(tmp, dict(prices, P011="1.00", P012="2.00"))
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert (out.mode, out.upserts, out.fallback) == ("partial", 1, None)
+    assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_files_replaced_by_a_push_are_deleted_by_the_next_one(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    folder = c1.root / "catalogs"
+    old = sorted(p.name for p in folder.iterdir())
+    reload(tmp, dict(prices, P013="1.00"))
+    run(cfg, "total", "CAJA1")
+    after_first = {p.name for p in folder.iterdir()}
+    assert set(old) <= after_first  # a reader that read the old manifest still finds its files
+    (folder / ".products.99.snapshot.json.tmp").write_text("{half")  # left by a killed push
+    run(cfg, "partial", "CAJA1")
+    names = {p.name for p in folder.iterdir()}
+    assert not (set(old) - {"manifest.json"}) & names and ".products.99.snapshot.json.tmp" not in names
+    assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_a_long_journal_is_compacted_into_a_new_snapshot(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    for round_ in range(12):
+        prices = {k: (f"{round_}{v}" if i < 10 else v) for i, (k, v) in enumerate(sorted(prices.items()))}
+        reload(tmp, prices)
+        [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+        if out.mode == "compact":
+            break
+    assert out.mode == "compact", "a journal past its threshold was never compacted"
+    manifest = json.loads((c1.root / "catalogs" / "manifest.json").read_text())
+    assert manifest["catalogs"]["products"]["journal_bytes"] == 0
+    assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_an_unreachable_caja_is_reported_and_the_other_served(shop):
+    cfg, c1, _, _, _ = shop
+    registry.edit("CAJA1", root=str(c1.root.parent / "gone"))
+    res = run(cfg)
+    assert res["CAJA1"].outcome == "unreachable" and res["CAJA2"].outcome == "ok"
+
+
+def test_reader_refuses_a_damaged_catalog(shop):
+    cfg, c1, _, _, _ = shop
+    run(cfg)
+    snapshot = next((c1.root / "catalogs").glob("products.*.snapshot.json"))
+    snapshot.write_text(snapshot.read_text().replace("1010.00", "1.00"))
+    with pytest.raises(CatalogError, match="sha256"):
+        read_catalog(c1.root, "products")
+
+
+def test_push_through_the_cli(home, caja_folder, tmp_path):
+    c1 = caja_folder("CAJA1")
+    run_cli(home, "caja", "add", "CAJA1", "--path", str(c1.root), check=0)
+    proc = run_cli(home, "catalogs", "push", check=2)
+    assert "no catalog is loaded" in proc.stderr
+    run_cli(home, "catalogs", "load", "products", str(write_products(tmp_path / "p.csv", {"A": "1.00", "B": "2.00"})), check=0)
+    doc = cli_json(home, "catalogs", "push", "--dry-run")
+    [r] = doc["results"]
+    assert doc["action"] == "catalogs push" and r["outcome"] == "ok" and r["catalogs"][0]["gain"] == ["A", "B"]
+    assert not (c1.root / "catalogs").exists()
+    doc = cli_json(home, "catalogs", "push")
+    [r] = doc["results"]
+    assert (r["mode"], r["version"], r["upserts"], r["deletes"]) == ("partial", {"products": 2}, 2, 0)
+    assert r["catalogs"][0]["fallback"].startswith("no manifest")
+    logged = [json.loads(line) for line in run_cli(home, "--json", "log", "--action", "catalogs push", check=0).stdout.splitlines()]
+    assert [row["outcome"] for row in logged] == ["refused", "ok", "ok"] and "instead of partial" in logged[-1]["message"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_pushes_of_a_big_catalog_leaves_old_or_new_and_the_next_push_repairs(home, caja_folder, tmp_path):
+    write_config(home, limits={"lease_s": 600.0})
+    c1 = caja_folder("CAJA1")
+    run_cli(home, "caja", "add", "CAJA1", "--path", str(c1.root), check=0)
+    rng = random.Random(11)
+    prices = {f"P{i:05d}": f"{1000 + i}.00" for i in range(20000)}
+    csv_path = write_products(tmp_path / "big.csv", prices)
+    run_cli(home, "catalogs", "load", "products", str(csv_path), check=0)
+    t0 = time.monotonic()
+    run_cli(home, "catalogs", "push", check=0)
+    push_seconds = time.monotonic() - t0  # program start included
+    shas = {read_catalog(c1.root, "products").sha256}
+    cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "catalogs", "push"]
+    kills = 0
+    for round_ in range(8):
+        for code in rng.sample(sorted(prices), 1500):
+            prices[code] = f"{rng.randint(1, 99999)}.00"
+        run_cli(home, "catalogs", "load", "products", str(write_products(csv_path, prices)), check=0)
+        new_sha = json.loads(run_cli(home, "--json", "catalogs", "show", "products", check=0).stdout).get("sha256")
+        mode = rng.choice(["partial", "total", "replace"])
+        proc = subprocess.Popen(cmd + ["--mode", mode], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * push_seconds)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        seen = read_catalog(c1.root, "products").sha256
+        assert seen in shas | {new_sha}, f"round {round_}: a reader saw a catalog that is neither the old nor the new one"
+        run_cli(home, "catalogs", "push", check=0)
+        view = read_catalog(c1.root, "products")
+        assert view.sha256 == new_sha and {k: r["price"] for k, r in view.records.items()} == prices
+        shas = {new_sha}
+    assert kills >= 2, "no push was killed: the catalog is too small for this machine"
