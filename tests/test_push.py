@@ -254,3 +254,24 @@ def test_sigkill_during_pushes_of_a_big_catalog_leaves_old_or_new_and_the_next_p
         assert view.sha256 == new_sha and {k: r["price"] for k, r in view.records.items()} == prices
         shas = {new_sha}
     assert kills >= 2, "no push was killed: the catalog is too small for this machine"
+
+
+def test_a_file_held_open_is_retried_with_backoff_then_refused_with_its_reason():
+    from syscafe_sync.storage.local import retry_sharing
+
+    attempts = []
+
+    def held_twice():
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise PermissionError(32, "The process cannot access the file because it is being used by another process")
+        return "replaced"
+
+    assert retry_sharing(held_twice, "catalogs/manifest.json", delays=(0.01, 0.02, 0.04)) == "replaced"
+    assert len(attempts) == 3 and attempts[2] - attempts[1] >= 0.02
+
+    def always_held():
+        raise PermissionError(32, "in use")
+
+    with pytest.raises(PermissionError, match="catalogs/manifest.json is held open by another program .* tried 3 times"):
+        retry_sharing(always_held, "catalogs/manifest.json", delays=(0.01, 0.01))
