@@ -20,7 +20,7 @@ def test_init_upgrades_a_version_1_database_and_keeps_its_data(tmp_path, caja_fo
     con = sqlite3.connect(db)
     # Put the schema back as version 1 left it.
     con.execute("DELETE FROM schema_version WHERE version > 1")
-    for table in ("catalog", "catalog_record", "caja_catalogs"):
+    for table in ("catalog", "catalog_record", "caja_catalogs", "loyalty_entry", "ledger_cursor", "rule", "rule_source"):
         con.execute(f"DROP TABLE {table}")
     con.execute("DROP INDEX voucher_caja_day_code_number")
     con.execute('CREATE INDEX voucher_caja_day ON voucher (caja, day)')

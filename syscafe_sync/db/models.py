@@ -258,5 +258,68 @@ class CajaCatalogs(Base):
     updated_at = TimestampField(null=True)
 
 
+class LoyaltyEntry(Base):
+    """One points movement of a caja's ledger, counted once: (caja, seq) is unique."""
+
+    caja = CharField()
+    seq = BigIntegerField()
+    customer = CharField(index=True)
+    kind = CharField()
+    points = BigIntegerField()
+    voucher = CharField(null=True)
+    at = TextField(null=True)  # as the caja wrote it, offset included
+    path = TextField()  # the ledger file, relative to the caja root
+    line = IntegerField()
+    imported_at = TimestampField()
+
+    class Meta:
+        indexes = ((("caja", "seq"), True),)
+
+
+class LedgerCursor(Base):
+    """How far a caja's ledger file was read, and a checksum of the last bytes read,
+    so a file rewritten or cut shorter is read again from the start."""
+
+    caja = CharField()
+    path = TextField()
+    offset = BigIntegerField(default=0)
+    lines = IntegerField(default=0)  # complete lines before `offset`
+    tail_sha = CharField(null=True)  # sha256 of the bytes [offset - tail_len, offset)
+    tail_len = IntegerField(default=0)
+    updated_at = TimestampField()
+
+    class Meta:
+        indexes = ((("caja", "path"), True),)
+
+
+class Rule(Base):
+    """The current version of a commercial rule, and the caja it came from."""
+
+    rule_id = CharField(primary_key=True)
+    version = BigIntegerField()
+    updated_at = TextField(null=True)
+    updated_utc = TimestampField(null=True)
+    caja = CharField()
+    name = TextField(null=True)
+    active = BooleanField(null=True)
+    sha256 = CharField()
+    document = TextField()
+    synced_at = TimestampField()
+
+
+class RuleSource(Base):
+    """Which rule files each caja has shown, to notice one that disappears."""
+
+    caja = CharField()
+    rule_id = CharField()
+    version = BigIntegerField()
+    sha256 = CharField()
+    present = BooleanField(default=True)
+    last_seen = TimestampField()
+
+    class Meta:
+        indexes = ((("caja", "rule_id"), True),)
+
+
 ALL_MODELS = [SchemaVersion, Caja, CajaCode, Voucher, VoucherLine, VoucherTax, VoucherPayment, Refusal, Notice, SyncLog, Lease,
-              Catalog, CatalogRecord, CajaCatalogs]
+              Catalog, CatalogRecord, CajaCatalogs, LoyaltyEntry, LedgerCursor, Rule, RuleSource]
