@@ -264,11 +264,17 @@ def _resolve_key(name: str, key: str | None) -> str:
     return key
 
 
+# Catalogs the main server computes itself: loading them from a file would be overwritten at the next pass.
+COMPUTED = {"loyalty_balances": "it is computed from the cajas' points ledgers by `syscafe-sync loyalty sync`"}
+
+
 def load(name: str, path: Path, key: str | None = None) -> dict:
     """Loads FILE as the new full content of catalog NAME; logs the load. Raises UsageError, nothing written, on a bad file."""
     started = time.monotonic()
     path = Path(path)
     _check_name(name)
+    if name in COMPUTED:
+        raise UsageError(f"catalog {name!r} cannot be loaded from a file: {COMPUTED[name]}.")
     key = _resolve_key(name, key)
     try:
         records = _parse(path, key)
@@ -334,6 +340,16 @@ def _apply(name: str, key: str, records: dict[str, str]) -> dict:
     return {"catalog": name, "key": key, "version": version, "previous_version": previous,
             "upserts": upserts, "deletes": deletes, "unchanged": unchanged, "records": len(records), "sha256": sha,
             "new": new_records, "changed": upserts - new_records}
+
+
+def set_records(name: str, key: str, records: dict[str, str]) -> dict:
+    """Sets a computed catalog (COMPUTED) to `records` (key -> canonical JSON), versioning only what changed."""
+    result = _apply(name, key, records)
+    if result["version"] != result["previous_version"]:
+        synclog.record(synclog.Entry(
+            action="catalogs load", outcome="ok", imported=result["new"], updated=result["changed"], skipped=result["unchanged"],
+            message=f"{name}: computed, {result['upserts']} upserts, {result['deletes']} deletes; version {result['version']}"))
+    return result
 
 
 def _execute_values():

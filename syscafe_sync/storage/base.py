@@ -41,6 +41,10 @@ class Storage(ABC):
     def read(self, rel: str, limit: int | None = None) -> bytes:
         """The bytes of file `rel`; OSError(EFBIG) when it holds more than `limit` bytes."""
 
+    @abstractmethod
+    def read_range(self, rel: str, offset: int, length: int | None = None) -> bytes:
+        """Bytes of file `rel` from `offset`: `length` of them, or to the end (an append-only ledger's new part)."""
+
     # The writes of the catalog push. A caja's catalogs/ folder is the only place written.
 
     @abstractmethod

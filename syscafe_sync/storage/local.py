@@ -94,8 +94,12 @@ class LocalStorage(Storage):
         return data
 
     def read_head(self, rel: str, length: int) -> bytes:
+        return self.read_range(rel, 0, length)
+
+    def read_range(self, rel: str, offset: int, length: int | None = None) -> bytes:
         fd, _ = self._open(rel)
         try:
+            os.lseek(fd, offset, os.SEEK_SET)
             return _read_up_to(fd, length)
         finally:
             os.close(fd)

@@ -1,0 +1,277 @@
+"""Loyalty points (SPEC §1, "The loyalty ledger"; Syscafe's "Sincronizar fidelización").
+
+Each caja appends its points movements to `loyalty/<YYYY-MM-DD>.jsonl`. A
+pass reads only the bytes added since the last pass: per file it remembers
+the offset reached and a checksum of the last bytes before it. A file cut
+shorter, or whose remembered bytes changed (rewritten), is read again from
+the start. Either way an entry counts once: (caja, seq) is unique, and the
+entries and the new offset are written in one transaction, so a pass killed
+at any instant leaves either all of a file's new entries or none.
+
+A last line with no newline is still being written: it waits for the next
+pass. A bad line is refused with its file and line number, logged, and the
+rest is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from peewee import fn
+
+from . import catalogs, registry, synclog
+from .caja import layout
+from .caja.voucher import Refused, parse_timestamp
+from .config import Config
+from .db import write_transaction
+from .db.models import LedgerCursor, LoyaltyEntry, Voucher, database, utcnow
+from .errors import UsageError
+from .serve import serve_caja
+from .storage import Storage
+
+KINDS = ("earn", "redeem", "adjust", "expire")
+TAIL = 4096  # bytes before the offset whose checksum tells a rewritten file
+BATCH = 5000  # entries per insert statement
+CATALOG = "loyalty_balances"
+_LEDGER_NAME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\.jsonl$")
+_VOUCHER_REF = re.compile(r"^(?P<code>[A-Za-z0-9_]+)-(?P<number>[0-9]+)$")
+
+
+@dataclass
+class LedgerResult:
+    caja: str
+    outcome: str = "ok"
+    message: str = ""
+    entries: int = 0  # entries counted for the first time
+    duplicates: int = 0  # lines whose (caja, seq) was already counted
+    refused: int = 0
+    refusals: list[dict] = field(default_factory=list)
+    reread: list[str] = field(default_factory=list)  # files read again from the start, and why
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"caja": self.caja, "outcome": self.outcome, "message": self.message, "entries": self.entries,
+                "duplicates": self.duplicates, "refused": self.refused, "refusals": self.refusals,
+                "reread": self.reread, "duration_s": round(self.duration_s, 3)}
+
+
+@dataclass
+class SyncResult:
+    results: list[LedgerResult]
+    findings: list[dict]
+    balances_version: int | None
+
+    @property
+    def failed(self) -> bool:
+        return any(r.outcome != "ok" or r.refused for r in self.results)
+
+    def as_dict(self) -> dict:
+        return {"action": "loyalty sync", "results": [r.as_dict() for r in self.results], "findings": self.findings,
+                "balances_catalog_version": self.balances_version}
+
+
+def check_entry(doc, where: str) -> dict:
+    """One ledger line checked against SPEC; Refused names the field."""
+    if not isinstance(doc, dict):
+        raise Refused(f"{where}: not a JSON object")
+    row = {}
+    for name in ("seq", "points"):
+        value = doc.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Refused(f"{where}: {name} must be a whole number, not {json.dumps(value)}")
+        row[name] = value
+    customer = doc.get("customer")
+    if not isinstance(customer, str) or not customer:
+        raise Refused(f"{where}: customer must be a non-empty string")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise Refused(f"{where}: kind = {json.dumps(kind)} must be one of {', '.join(KINDS)}")
+    voucher = doc.get("voucher")
+    if voucher is not None and not isinstance(voucher, str):
+        raise Refused(f"{where}: voucher must be a string like \"FV2-1547\"")
+    at = doc.get("at")
+    if at is not None:
+        if not isinstance(at, str):
+            raise Refused(f"{where}: at must be an ISO 8601 timestamp")
+        parse_timestamp(at, f"{where}: at")
+    row.update(customer=customer, kind=kind, voucher=voucher, at=at)
+    return row
+
+
+def sync(config: Config, names: list[str] | tuple[str, ...] = (), now: dt.datetime | None = None) -> SyncResult:
+    """Reads every caja's new ledger bytes, then refreshes the loyalty_balances catalog."""
+    cajas = registry.select(names)
+    results = [sync_caja(config, c) for c in cajas]
+    version = refresh_balances_catalog()
+    found = findings()
+    if found:
+        synclog.record(synclog.Entry(action="loyalty sync", outcome="ok", level="warning",
+                                     message=f"{len(found)} loyalty findings: " + "; ".join(f["message"] for f in found[:5]),
+                                     details={"findings": found}))
+    return SyncResult(results, found, version)
+
+
+def sync_caja(config: Config, caja) -> LedgerResult:
+    started = time.monotonic()
+    result = LedgerResult(caja.name)
+    serve_caja(config, caja, f"loyalty:{caja.name}", result, "loyalty sync of",
+               "what was counted before stays, the rest comes on the next pass.",
+               lambda storage, lease: _LedgerJob(config, caja, storage, result, lease))
+    result.duration_s = time.monotonic() - started
+    if result.outcome == "ok" and not result.message:
+        result.message = f"{result.entries} entries counted" + (f", {result.refused} lines refused" if result.refused else "")
+    for r in result.refusals:
+        synclog.record(synclog.Entry(action="loyalty sync", outcome="refused", caja=caja.name, level="warning", refused=1,
+                                     message=f"{r['path']} line {r['line']} refused: {r['reason']}", details=r))
+    for why in result.reread:
+        synclog.record(synclog.Entry(action="loyalty sync", outcome="ok", caja=caja.name, level="warning", message=why))
+    level = "info" if result.outcome == "ok" and not result.refused else ("warning" if result.outcome in ("ok", "busy") else "error")
+    synclog.record(synclog.Entry(action="loyalty sync", outcome=result.outcome, caja=caja.name, level=level,
+                                 imported=result.entries, skipped=result.duplicates, refused=result.refused,
+                                 duration_s=result.duration_s, message=result.message))
+    return result
+
+
+class _LedgerJob:
+    def __init__(self, config, caja, storage: Storage, result: LedgerResult, lease):
+        self.caja, self.storage, self.result, self.lease = caja, storage, result, lease
+        self.stop = False
+
+    def cancel(self) -> None:
+        self.stop = True
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.lease.release()
+            if not database.is_closed():
+                database.close()
+
+    def _run(self) -> None:
+        try:
+            entries = self.storage.list(layout.LOYALTY)
+        except FileNotFoundError:
+            self.result.message = "no loyalty ledger yet"
+            return
+        for e in sorted(entries, key=lambda e: e.name):
+            if self.stop:
+                return
+            if e.is_dir or layout.is_ignored(e.name) or not _LEDGER_NAME.match(e.name):
+                continue
+            self._file(f"{layout.LOYALTY}/{e.name}")
+
+    def _file(self, path: str) -> None:
+        cursor = LedgerCursor.get_or_none((LedgerCursor.caja == self.caja.name) & (LedgerCursor.path == path))
+        offset, lines, tail_len = (cursor.offset, cursor.lines, cursor.tail_len) if cursor else (0, 0, 0)
+        size = self.storage.size(path)
+        if size is None:
+            return
+        if size < offset:
+            self.result.reread.append(f"{path} is shorter than what was read before ({size} < {offset} bytes): read again from the start")
+            offset = lines = tail_len = 0
+        chunk = self.storage.read_range(path, offset - tail_len)
+        if tail_len and hashlib.sha256(chunk[:tail_len]).hexdigest() != cursor.tail_sha:
+            self.result.reread.append(f"{path} was rewritten (its bytes before offset {offset} changed): read again from the start")
+            offset = lines = 0
+            chunk, tail_len = self.storage.read_range(path, 0), 0
+        new = chunk[tail_len:]
+        complete = new[: new.rfind(b"\n") + 1]  # a last line with no newline is still being written
+        if not complete and cursor:
+            return
+        rows = []
+        for n, raw in enumerate(complete.splitlines(), lines + 1):
+            if not raw.strip():
+                continue
+            try:
+                try:
+                    doc = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError) as exc:
+                    raise Refused(f"not valid JSON ({exc})") from None
+                row = check_entry(doc, f"line {n}")
+            except Refused as exc:
+                self.result.refusals.append({"path": path, "line": n, "reason": str(exc)})
+                continue
+            rows.append(dict(row, caja=self.caja.name, path=path, line=n, imported_at=utcnow()))
+        end = offset + len(complete)
+        read_bytes = chunk[: tail_len + len(complete)]
+        new_tail = read_bytes[-TAIL:]
+        self._commit(path, rows, end, lines + complete.count(b"\n"), new_tail)
+
+    def _commit(self, path: str, rows: list[dict], offset: int, lines: int, tail: bytes) -> None:
+        with write_transaction():
+            before = LoyaltyEntry.select(fn.COUNT(LoyaltyEntry.id)).where(LoyaltyEntry.caja == self.caja.name).scalar()
+            for i in range(0, len(rows), BATCH):
+                LoyaltyEntry.insert_many(rows[i:i + BATCH]).on_conflict_ignore().execute()
+            after = LoyaltyEntry.select(fn.COUNT(LoyaltyEntry.id)).where(LoyaltyEntry.caja == self.caja.name).scalar()
+            values = {"offset": offset, "lines": lines, "tail_sha": hashlib.sha256(tail).hexdigest(),
+                      "tail_len": len(tail), "updated_at": utcnow()}
+            updated = LedgerCursor.update(**values).where(
+                (LedgerCursor.caja == self.caja.name) & (LedgerCursor.path == path)).execute()
+            if not updated:
+                LedgerCursor.create(caja=self.caja.name, path=path, **values)
+            self.lease.renew()
+        self.result.entries += after - before
+        self.result.duplicates += len(rows) - (after - before)
+        self.result.refused = len(self.result.refusals)
+
+
+# --- balances, findings, the catalog -----------------------------------------------------------
+
+def balances() -> list[dict]:
+    rows = (LoyaltyEntry.select(LoyaltyEntry.customer, fn.SUM(LoyaltyEntry.points).alias("points"))
+            .group_by(LoyaltyEntry.customer).order_by(LoyaltyEntry.customer).tuples())
+    return [{"customer": c, "points": int(p)} for c, p in rows]
+
+
+def customer(customer_id: str) -> dict:
+    entries = list(LoyaltyEntry.select().where(LoyaltyEntry.customer == customer_id)
+                   .order_by(LoyaltyEntry.at, LoyaltyEntry.caja, LoyaltyEntry.seq))
+    if not entries:
+        raise UsageError(f"customer {customer_id!r} has no loyalty movements; `syscafe-sync loyalty show` lists every balance.")
+    points = sum(e.points for e in entries)
+    return {
+        "customer": customer_id,
+        "points": points,
+        "entries": [{"caja": e.caja, "seq": e.seq, "kind": e.kind, "points": e.points, "voucher": e.voucher, "at": e.at,
+                     "file": e.path, "line": e.line} for e in entries],
+        "findings": [f for f in findings() if f.get("customer") == customer_id],
+    }
+
+
+def findings() -> list[dict]:
+    """Negative consolidated balances, and points on vouchers the main server never received."""
+    out = [{"kind": "negative_balance", "customer": b["customer"], "points": b["points"],
+            "message": f"customer {b['customer']} has {b['points']} points after consolidation"}
+           for b in balances() if b["points"] < 0]
+    refs = (LoyaltyEntry.select(LoyaltyEntry.caja, LoyaltyEntry.seq, LoyaltyEntry.customer, LoyaltyEntry.voucher)
+            .where(LoyaltyEntry.voucher.is_null(False)).tuples())
+    wanted = {}
+    for caja, seq, cust, ref in refs:
+        m = _VOUCHER_REF.match(ref)
+        key = (m.group("code"), int(m.group("number"))) if m else None
+        wanted.setdefault(key, []).append((caja, seq, cust, ref))
+    have = set()
+    codes = sorted({k[0] for k in wanted if k})
+    if codes:
+        have = set(Voucher.select(Voucher.code, Voucher.number).where(Voucher.code.in_(codes)).tuples())
+    for key, uses in sorted(wanted.items(), key=lambda kv: (kv[0] is None, kv[0] or ("", 0))):
+        if key in have:
+            continue
+        for caja, seq, cust, ref in uses:
+            out.append({"kind": "voucher_missing", "customer": cust, "caja": caja, "seq": seq, "voucher": ref,
+                        "message": f"{caja} seq {seq}: points for customer {cust} on voucher {ref}, which the main server never received"})
+    return out
+
+
+def refresh_balances_catalog() -> int | None:
+    """Every customer's consolidated points as the loyalty_balances catalog, pushed with the others."""
+    records = {b["customer"]: catalogs.canonical({"customer": b["customer"], "points": str(b["points"])}) for b in balances()}
+    if not records:
+        return None
+    return catalogs.set_records(CATALOG, "customer", records)["version"]
