@@ -36,6 +36,7 @@ from .storage import Storage
 
 KINDS = ("earn", "redeem", "adjust", "expire")
 TAIL = 4096  # bytes before the offset whose checksum tells a rewritten file
+CHUNK = 4 * 1024 * 1024  # a ledger is read and committed this many bytes at a time: memory stays flat
 BATCH = 5000  # entries per insert statement
 CATALOG = "loyalty_balances"
 _LEDGER_NAME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\.jsonl$")
@@ -99,7 +100,9 @@ def check_entry(doc, where: str) -> dict:
         if not isinstance(at, str):
             raise Refused(f"{where}: at must be an ISO 8601 timestamp")
         parse_timestamp(at, f"{where}: at")
-    row.update(customer=customer, kind=kind, voucher=voucher, at=at)
+    m = _VOUCHER_REF.match(voucher) if voucher else None
+    row.update(customer=customer, kind=kind, voucher=voucher, at=at,
+               voucher_code=m.group("code") if m else None, voucher_number=int(m.group("number")) if m else None)
     return row
 
 
@@ -112,7 +115,7 @@ def sync(config: Config, names: list[str] | tuple[str, ...] = (), now: dt.dateti
     if found:
         synclog.record(synclog.Entry(action="loyalty sync", outcome="ok", level="warning",
                                      message=f"{len(found)} loyalty findings: " + "; ".join(f["message"] for f in found[:5]),
-                                     details={"findings": found}))
+                                     details={"findings": found[:50], "count": len(found)}))
     return SyncResult(results, found, version)
 
 
@@ -175,15 +178,27 @@ class _LedgerJob:
         if size < offset:
             self.result.reread.append(f"{path} is shorter than what was read before ({size} < {offset} bytes): read again from the start")
             offset = lines = tail_len = 0
-        chunk = self.storage.read_range(path, offset - tail_len)
+        chunk = self.storage.read_range(path, offset - tail_len, tail_len + CHUNK)
         if tail_len and hashlib.sha256(chunk[:tail_len]).hexdigest() != cursor.tail_sha:
             self.result.reread.append(f"{path} was rewritten (its bytes before offset {offset} changed): read again from the start")
-            offset = lines = 0
-            chunk, tail_len = self.storage.read_range(path, 0), 0
+            offset = lines = tail_len = 0
+            chunk = self.storage.read_range(path, 0, CHUNK)
+        while True:
+            if self.stop:
+                return
+            offset, lines, complete = self._chunk(path, chunk, tail_len, offset, lines, first=cursor is None)
+            cursor = True
+            if not complete or offset >= size:
+                return
+            tail_len = min(TAIL, offset)
+            chunk = self.storage.read_range(path, offset - tail_len, tail_len + CHUNK)
+
+    def _chunk(self, path: str, chunk: bytes, tail_len: int, offset: int, lines: int, first: bool) -> tuple[int, int, bytes]:
+        """Counts the complete lines of one chunk and moves the cursor past them, in one transaction."""
         new = chunk[tail_len:]
         complete = new[: new.rfind(b"\n") + 1]  # a last line with no newline is still being written
-        if not complete and cursor:
-            return
+        if not complete and not first:
+            return offset, lines, complete
         rows = []
         for n, raw in enumerate(complete.splitlines(), lines + 1):
             if not raw.strip():
@@ -200,8 +215,9 @@ class _LedgerJob:
             rows.append(dict(row, caja=self.caja.name, path=path, line=n, imported_at=utcnow()))
         end = offset + len(complete)
         read_bytes = chunk[: tail_len + len(complete)]
-        new_tail = read_bytes[-TAIL:]
-        self._commit(path, rows, end, lines + complete.count(b"\n"), new_tail)
+        lines += complete.count(b"\n")
+        self._commit(path, rows, end, lines, read_bytes[-TAIL:])
+        return end, lines, complete
 
     def _commit(self, path: str, rows: list[dict], offset: int, lines: int, tail: bytes) -> None:
         with write_transaction():
@@ -249,23 +265,14 @@ def findings() -> list[dict]:
     out = [{"kind": "negative_balance", "customer": b["customer"], "points": b["points"],
             "message": f"customer {b['customer']} has {b['points']} points after consolidation"}
            for b in balances() if b["points"] < 0]
-    refs = (LoyaltyEntry.select(LoyaltyEntry.caja, LoyaltyEntry.seq, LoyaltyEntry.customer, LoyaltyEntry.voucher)
-            .where(LoyaltyEntry.voucher.is_null(False)).tuples())
-    wanted = {}
-    for caja, seq, cust, ref in refs:
-        m = _VOUCHER_REF.match(ref)
-        key = (m.group("code"), int(m.group("number"))) if m else None
-        wanted.setdefault(key, []).append((caja, seq, cust, ref))
-    have = set()
-    codes = sorted({k[0] for k in wanted if k})
-    if codes:
-        have = set(Voucher.select(Voucher.code, Voucher.number).where(Voucher.code.in_(codes)).tuples())
-    for key, uses in sorted(wanted.items(), key=lambda kv: (kv[0] is None, kv[0] or ("", 0))):
-        if key in have:
-            continue
-        for caja, seq, cust, ref in uses:
-            out.append({"kind": "voucher_missing", "customer": cust, "caja": caja, "seq": seq, "voucher": ref,
-                        "message": f"{caja} seq {seq}: points for customer {cust} on voucher {ref}, which the main server never received"})
+    arrived = Voucher.select(Voucher.id).where(
+        (Voucher.code == LoyaltyEntry.voucher_code) & (Voucher.number == LoyaltyEntry.voucher_number))
+    missing = (LoyaltyEntry.select(LoyaltyEntry.caja, LoyaltyEntry.seq, LoyaltyEntry.customer, LoyaltyEntry.voucher)
+               .where(LoyaltyEntry.voucher.is_null(False) & ~fn.EXISTS(arrived))
+               .order_by(LoyaltyEntry.caja, LoyaltyEntry.seq).tuples())
+    for caja, seq, cust, ref in missing:
+        out.append({"kind": "voucher_missing", "customer": cust, "caja": caja, "seq": seq, "voucher": ref,
+                    "message": f"{caja} seq {seq}: points for customer {cust} on voucher {ref}, which the main server never received"})
     return out
 
 

@@ -267,6 +267,9 @@ class LoyaltyEntry(Base):
     kind = CharField()
     points = BigIntegerField()
     voucher = CharField(null=True)
+    # The voucher reference split, so the check "did this voucher arrive?" is an indexed join.
+    voucher_code = CharField(null=True)
+    voucher_number = BigIntegerField(null=True)
     at = TextField(null=True)  # as the caja wrote it, offset included
     path = TextField()  # the ledger file, relative to the caja root
     line = IntegerField()
