@@ -14,7 +14,6 @@ makes it a total push, said in the result and the log.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import hashlib
 import json
@@ -26,7 +25,7 @@ from .caja import catalog as fmt
 from .config import Config
 from .db import write_transaction
 from .db.models import CajaCatalogs, database, utcnow
-from .errors import UsageError
+from .errors import SyncError, UsageError
 from .serve import serve_caja
 from .storage import Storage
 
@@ -95,29 +94,45 @@ class PushResult:
 
 
 class _Main:
-    """The main server's catalogs, read once per push, each as of one version, shared by every caja."""
+    """The main server's catalogs for one push, shared by every caja.
+
+    Only the catalog rows are read up front: a partial push needs just the
+    changes since a version (an indexed query), and the whole record set is
+    read only when a snapshot or a caja's own records need it. A load that
+    commits meanwhile moves a catalog's version; what is cached for it is then
+    dropped, so what one caja gets always belongs to one version.
+    """
 
     def __init__(self, names: list[str]):
-        self.catalogs = {}
-        self._rows: dict[str, list] = {}
-        self._versions: dict[str, list[int]] = {}
+        self.catalogs = {n: catalogs.get(n) for n in names}
         self._live: dict[str, dict[str, str]] = {}
-        for name in names:
-            cat, rows = catalogs.state(name)
-            self.catalogs[name] = cat
-            rows.sort(key=lambda r: r[1])  # by version: a journal applies changes in order
-            self._rows[name] = rows
-            self._versions[name] = [r[1] for r in rows]
-            self._live[name] = {k: data for k, _, deleted, data in rows if not deleted}
+        self._changes: dict[tuple[str, int], list] = {}
         self._snapshots: dict[tuple[str, str], bytes] = {}
 
+    def _moved(self, name: str, cat) -> None:
+        if cat.version != self.catalogs[name].version or cat.sha256 != self.catalogs[name].sha256:
+            self._live.pop(name, None)
+            self._changes = {k: v for k, v in self._changes.items() if k[0] != name}
+        self.catalogs[name] = cat
+
     def live(self, name: str) -> dict[str, str]:
+        if name not in self._live:
+            cat, records = catalogs.view(name)
+            self._moved(name, cat)
+            self._live[name] = records
         return self._live[name]
 
     def changes(self, name: str, since: int) -> list[tuple[int, str, bool, str | None]]:
         """(version, key, deleted, data) of the records changed after `since`, in version order."""
-        rows = self._rows[name]
-        return [(v, k, d, data) for k, v, d, data in rows[bisect.bisect_right(self._versions[name], since):]]
+        for _ in range(5):
+            key = (name, since)
+            if key not in self._changes:
+                self._changes[key] = catalogs.changes_since(name, since)
+            rows = self._changes[key]
+            if not rows or rows[-1][0] <= self.catalogs[name].version:
+                return rows
+            self._moved(name, catalogs.get(name))  # a load committed after we read the catalog row
+        raise SyncError(f"catalog {name!r} kept changing while it was pushed; push again.")
 
     def snapshot(self, name: str, file_name: str, records: dict[str, str], shared: bool) -> bytes:
         """Snapshot bytes; the same for every caja that has no records of its own, so built once."""
@@ -273,7 +288,6 @@ class _CajaPushJob:
 
     def _plan(self, name, cat, entry, distrust, extras, disk_manifest, taken):
         """Decides and (unless a dry run) writes one catalog; returns (outcome, manifest entry, caja-only records)."""
-        live = self.main.live(name)
         if self.mode == "partial":
             reason = distrust
             if reason is None and entry is None:
@@ -283,19 +297,25 @@ class _CajaPushJob:
             elif reason is None and not self._journal_intact(entry):
                 reason = f"{FOLDER}/{entry['journal']} is shorter than its manifest says"
             if reason is None:
-                return self._partial(name, cat, entry, extras, live, taken)
-            return self._snapshot(name, cat, "total", live, disk_manifest, taken, fallback=reason)
-        return self._snapshot(name, cat, self.mode, live, disk_manifest, taken)
+                return self._partial(name, entry, extras, taken)
+            return self._snapshot(name, "total", disk_manifest, taken, fallback=reason)
+        return self._snapshot(name, self.mode, disk_manifest, taken)
 
-    def _partial(self, name, cat, entry, extras, live, taken):
-        if entry["version"] == cat.version:
-            return CatalogOutcome(name, "unchanged", cat.version), None, extras
+    def _partial(self, name, entry, extras, taken):
         changes = self.main.changes(name, entry["version"])
+        cat = self.main.catalogs[name]
+        if not changes:
+            return CatalogOutcome(name, "unchanged", cat.version), None, extras
+        live = None
+        if extras or entry.get("journal_records", 0) + len(changes) > max(COMPACT_MIN, COMPACT_RATIO * cat.records):
+            live = self.main.live(name)  # may find the catalog moved on: then take its changes again
+            changes = self.main.changes(name, entry["version"])
+            cat = self.main.catalogs[name]
         touched = {key for _, key, _, _ in changes}
         kept = {k: v for k, v in extras.items() if k not in touched}
         journal_records = entry.get("journal_records", 0) + len(changes)
         if journal_records > max(COMPACT_MIN, COMPACT_RATIO * cat.records):
-            records = {**kept, **live}
+            records = {**kept, **(live if live is not None else self.main.live(name))}
             outcome, new_entry = self._write_snapshot(name, cat, "compact", records, taken, shared=not kept)
             outcome.upserts = sum(1 for _, _, deleted, _ in changes if not deleted)
             outcome.deletes = sum(1 for _, _, deleted, _ in changes if deleted)
@@ -311,7 +331,7 @@ class _CajaPushJob:
                 upserts += 1
         outcome = CatalogOutcome(name, "partial", cat.version, upserts, deletes)
         if self.dry_run:
-            self._diff_partial(outcome, changes, live)
+            self._diff_partial(outcome, changes)
             return outcome, None, kept
         data = ("\n".join(lines) + "\n").encode("utf-8")
         # Cut back to what the manifest names (dropping a killed push's tail), then append.
@@ -324,14 +344,16 @@ class _CajaPushJob:
                          sha256=fmt.record_set_sha256(records) if records is not None else cat.sha256)
         return outcome, new_entry, kept
 
-    def _diff_partial(self, outcome: CatalogOutcome, changes, live) -> None:
+    def _diff_partial(self, outcome: CatalogOutcome, changes) -> None:
         for _, key, deleted, _ in changes:
             if deleted:
                 outcome.lose.append(key)
             else:
                 outcome.change.append(key)  # without reading the caja, new and changed look alike
 
-    def _snapshot(self, name, cat, mode, live, disk_manifest, taken, fallback=None):
+    def _snapshot(self, name, mode, disk_manifest, taken, fallback=None):
+        live = self.main.live(name)
+        cat = self.main.catalogs[name]
         current = self._caja_records(name, disk_manifest) if (mode == "total" or self.dry_run) else {}
         kept = {k: v for k, v in current.items() if k not in live} if mode == "total" else {}
         records = {**kept, **live}

@@ -1,0 +1,411 @@
+#!/usr/bin/env python
+"""Catalog push benchmark: total, partial (10 changed records), nothing changed and replace pushes.
+
+Prints figures; asserts nothing about time. See bench/README.md.
+
+    .venv/bin/python bench/push_bench.py [--cajas 10] [--products 50000]
+
+Every measured step runs in a fresh subprocess of this script (`--scenario NAME`),
+so that its peak RSS is its own. The steps share one home and one set of caja
+folders, in order: each push starts from what the previous one left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CATALOG = "products"
+CHANGED = 10  # products whose price changes before the partial push
+GOAL_PARTIAL_BYTES = 64 * 1024  # per caja
+GOAL_PARTIAL_SHARE = 0.05  # of the total push's time
+GROUPS = ["BEB", "CAF", "ALM", "POS", "PAN", "SNK", "LAC", "ASE"]
+TAXES = [("INC", "8"), ("IVA", "19"), ("IVA", "5"), ("IVA", "0")]
+UNITS = ["und", "kg", "lt", "porción"]
+MIB = 1024  # ru_maxrss is in KiB on Linux
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def write_cajas(cajas_dir: Path, cajas: int) -> None:
+    """Empty caja folders, each with its caja.json, written with the project's writer."""
+    from syscafe_sync.caja import CajaWriter
+
+    shutil.rmtree(cajas_dir, ignore_errors=True)
+    for c in range(1, cajas + 1):
+        name = f"CAJA{c:02d}"
+        CajaWriter(cajas_dir / name).write_caja_json(name, [f"FV{c:02d}"], "900123456-7")
+
+
+def changed_products(products: int, round_no: int) -> set[int]:
+    """Which products get a new price in round `round_no` (1: the partial push, 2: the profile): spread out."""
+    return {min(products - 1, k * products // CHANGED + round_no - 1) for k in range(CHANGED)}
+
+
+def write_products(path: Path, products: int, bumped: set[int]) -> None:
+    """The products catalog as CSV; every value a string, price a decimal string. `bumped` get a new price."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["code", "description", "group", "price", "tax_type", "tax_rate", "unit"])
+        for i in range(products):
+            tax_type, tax_rate = TAXES[i % len(TAXES)]
+            cents = 50_000 + (i * 7_919) % 9_950_000 + (100_000 if i in bumped else 0)
+            w.writerow([f"P{i:06d}", f"Producto {i:06d} presentación {i % 7 + 1}", GROUPS[i % len(GROUPS)],
+                        f"{cents // 100}.{cents % 100:02d}", tax_type, tax_rate, UNITS[i % len(UNITS)]])
+
+
+def caja_roots(cajas_dir: Path) -> list[Path]:
+    return sorted(p for p in cajas_dir.iterdir() if p.is_dir())
+
+
+def folder_state(root: Path) -> dict[str, tuple[int, int, int]]:
+    """name -> (size, inode, mtime_ns) of every file in the caja's catalogs/ folder."""
+    out = {}
+    try:
+        with os.scandir(root / "catalogs") as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    out[e.name] = (st.st_size, st.st_ino, st.st_mtime_ns)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def measured_writes(before: dict, after: dict) -> tuple[int, int, list[str]]:
+    """(bytes written, growth of the folder, what happened to each file), from the files alone.
+
+    A new file or one replaced by rename (new inode) counts whole; a file kept under its inode
+    counts what it grew by (the journal: cut back to `journal_bytes`, then appended to).
+    """
+    written, notes = 0, []
+    for name in sorted(after):
+        size, ino, mtime = after[name]
+        old = before.get(name)
+        if old is None:
+            written += size
+            notes.append(f"{name} {size:,} B (new)")
+        elif old[1] != ino:
+            written += size
+            notes.append(f"{name} {size:,} B (rewritten, was {old[0]:,} B)")
+        elif (old[0], old[2]) != (size, mtime):
+            written += max(0, size - old[0])
+            notes.append(f"{name} +{size - old[0]:,} B (appended, now {size:,} B)")
+    notes += [f"{name} -{before[name][0]:,} B (removed)" for name in sorted(set(before) - set(after))]
+    growth = sum(s for s, _, _ in after.values()) - sum(s for s, _, _ in before.values())
+    return written, growth, notes
+
+
+def process_wchar() -> int | None:
+    """Bytes this process handed to write() so far (Linux), database and log included."""
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+# --- the child: one step, through the core API -------------------------------------------------
+
+def open_home(home: Path):
+    from syscafe_sync import config as config_mod, setup
+
+    cfg = config_mod.load(home, must_exist=False)
+    setup.init(cfg)
+    return config_mod.load(home)
+
+
+def run_setup(cajas_dir: Path, home: Path, csv_path: Path) -> dict:
+    """A fresh home, the cajas registered, the first load of the catalog; not a measured push."""
+    from syscafe_sync import catalogs, registry
+
+    open_home(home)
+    for root in caja_roots(cajas_dir):
+        codes = json.loads((root / "caja.json").read_text(encoding="utf-8"))["codes"]
+        registry.add(root.name, str(root), ip=None, codes=codes, timeout=5.0)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    loaded = catalogs.load(CATALOG, csv_path)
+    return {"seconds": time.perf_counter() - started, "rss_before": rss_before, "load": loaded}
+
+
+def run_load(home: Path, csv_path: Path) -> dict:
+    from syscafe_sync import catalogs
+
+    open_home(home)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    loaded = catalogs.load(CATALOG, csv_path)
+    return {"seconds": time.perf_counter() - started, "rss_before": rss_before, "load": loaded}
+
+
+def run_push(mode: str, cajas_dir: Path, home: Path, profile: bool) -> dict:
+    from syscafe_sync import bounded, catalogs, push
+
+    cfg = open_home(home)
+    roots = {p.name: p for p in caja_roots(cajas_dir)}
+    profiler = None
+    if profile:  # cProfile sees only its own thread: run each caja inline, not in bounded.call's worker
+        import cProfile
+
+        bounded.call = lambda fn, timeout, what="step": fn()
+        profiler = cProfile.Profile()
+        if cfg.db_url.startswith("sqlite:///"):
+            # Inline, the job's `database.close()` closes the only connection, and SQLite then checkpoints
+            # the WAL at every caja. Threaded, the main thread's connection stays open: one more keeps it so.
+            keep_open = sqlite3.connect(cfg.db_url[len("sqlite:///"):])
+            keep_open.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    before = {name: folder_state(root) for name, root in roots.items()}
+    wchar_before = process_wchar()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    call = profiler.runcall if profiler else (lambda fn, *a: fn(*a))
+    result = call(push.push, cfg, [], mode)
+    seconds = time.perf_counter() - started
+    wchar_after = process_wchar()
+    if profiler:
+        import pstats
+
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(30)
+        stats.sort_stats("tottime").print_stats(15)
+    cajas = []
+    for r in result.results:
+        written, growth, notes = measured_writes(before.get(r.caja, {}), folder_state(roots[r.caja]))
+        cajas.append({"caja": r.caja, "outcome": r.outcome, "message": r.message, "bytes_written": r.bytes_written,
+                      "duration_s": r.duration_s, "measured": written, "growth": growth, "files": notes,
+                      "catalogs": [(c.catalog, c.mode, c.upserts, c.deletes, c.fallback) for c in r.catalogs]})
+    return {"seconds": seconds, "rss_before": rss_before, "cajas": cajas, "version": catalogs.get(CATALOG).version,
+            "wchar": None if wchar_before is None or wchar_after is None else wchar_after - wchar_before}
+
+
+def run_read(cajas_dir: Path) -> dict:
+    """The POS side: one caja reads its catalog with the standard-library reader."""
+    from syscafe_sync.caja.catalog import read_catalog
+
+    root = caja_roots(cajas_dir)[0]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    view = read_catalog(root, CATALOG)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rss_before": rss_before, "caja": root.name, "records": len(view.records),
+            "version": view.version, "bytes": sum(s for s, _, _ in folder_state(root).values())}
+
+
+def child(args) -> None:
+    cajas_dir, home = Path(args.data), Path(args.target)
+    if args.scenario == "setup":
+        out = run_setup(cajas_dir, home, Path(args.csv))
+    elif args.scenario == "load":
+        out = run_load(home, Path(args.csv))
+    elif args.scenario == "read":
+        out = run_read(cajas_dir)
+    else:
+        mode = "partial" if args.scenario == "unchanged" else args.scenario  # nothing changed since the last push
+        out = run_push(mode, cajas_dir, home, args.profile)
+    out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# --- the parent: data, subprocesses, report -----------------------------------------------------
+
+def run_child(scenario: str, cajas_dir: Path, home: Path, csv_path: Path, profile: bool = False) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--scenario", scenario,
+           "--data", str(cajas_dir), "--target", str(home), "--csv", str(csv_path)] + (["--profile"] if profile else [])
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"scenario {scenario} failed (exit {p.returncode}):\n{p.stdout}{p.stderr}")
+    if p.stderr:
+        print(p.stderr, end="")
+    return json.loads(next(ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("RESULT "))[7:])
+
+
+def span(values: list[int]) -> str:
+    """min..max of a per-caja figure, in bytes; one value when they agree."""
+    lo, hi = min(values), max(values)
+    return f"{lo:,}" if lo == hi else f"{lo:,}..{hi:,}"
+
+
+def table(headers: list[str], rows: list[list]) -> None:
+    cells = [headers] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for i, r in enumerate(cells):
+        print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def expected(scenario: str) -> dict:
+    """What each caja's products outcome must be: (mode, upserts, deletes, fallback); None = any count."""
+    return {"total": ("total", None, 0, None), "partial": ("partial", CHANGED, 0, None),
+            "unchanged": ("unchanged", 0, 0, None), "replace": ("replace", None, 0, None)}[scenario]
+
+
+def check(label: str, scenario: str, r: dict, products: int) -> None:
+    mode, upserts, deletes, fallback = expected(scenario)
+    upserts = products if upserts is None else upserts
+    for c in r["cajas"]:
+        if c["outcome"] != "ok":
+            print(f"WARNING: {label}: {c['caja']}: {c['outcome']}: {c['message']}")
+            continue
+        got = [x for x in c["catalogs"] if x[0] == CATALOG]
+        if not got or tuple(got[0][1:]) != (mode, upserts, deletes, fallback):
+            print(f"WARNING: {label}: {c['caja']}: {CATALOG} (mode, upserts, deletes, fallback) = "
+                  f"{tuple(got[0][1:]) if got else None}, expected {(mode, upserts, deletes, fallback)}")
+        if c["measured"] != c["bytes_written"]:
+            print(f"WARNING: {label}: {c['caja']}: bytes_written {c['bytes_written']:,} but the files show "
+                  f"{c['measured']:,} B written")
+        if scenario == "unchanged" and (c["bytes_written"] or c["measured"] or c["growth"]):
+            print(f"WARNING: {label}: {c['caja']}: wrote {c['measured']:,} B, expected nothing")
+
+
+def one_round(args, cajas_dir: Path, home: Path, csv_path: Path, runs: dict[str, list[dict]]) -> dict:
+    """Fresh home and cajas, then every step in order; each step's result appended to runs[step]."""
+    shutil.rmtree(home, ignore_errors=True)
+    write_cajas(cajas_dir, args.cajas)
+    write_products(csv_path, args.products, set())
+    setup = run_child("setup", cajas_dir, home, csv_path)
+    runs.setdefault("total", []).append(run_child("total", cajas_dir, home, csv_path))
+    write_products(csv_path, args.products, changed_products(args.products, 1))
+    for step in ("load", "partial", "read", "unchanged", "replace"):
+        runs.setdefault(step, []).append(run_child(step, cajas_dir, home, csv_path))
+    return setup
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cajas", type=int, default=10)
+    ap.add_argument("--products", type=int, default=50_000, help="records in the products catalog")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds, each from a fresh home; the fastest of each step is shown")
+    ap.add_argument("--workdir", help="where the cajas, the home and the CSV go (default: a temp folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the cajas, the home and the CSV afterwards")
+    ap.add_argument("--profile", nargs="?", const="partial", choices=["partial", "total"],
+                    help="also profile one more push (default partial: 10 more prices changed; cProfile)")
+    ap.add_argument("--scenario", choices=["setup", "total", "load", "partial", "read", "unchanged", "replace"],
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--target", help=argparse.SUPPRESS)
+    ap.add_argument("--csv", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.scenario:
+        return child(args)
+    if args.cajas < 1 or args.products < CHANGED or args.repeat < 1:
+        ap.error(f"--cajas and --repeat must be at least 1, --products at least {CHANGED}")
+
+    import peewee
+
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"SQLite {sqlite3.sqlite_version}, peewee {peewee.__version__}")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="syscafe-push-bench-")).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"workdir: {work} (local disk; cajas and home on the same disk)")
+    cajas_dir, home, csv_path = work / "cajas", work / "home", work / f"{CATALOG}.csv"
+    made = {cajas_dir, home, csv_path}
+    try:
+        runs: dict[str, list[dict]] = {}
+        for round_no in range(1, args.repeat + 1):
+            setup = one_round(args, cajas_dir, home, csv_path, runs)
+            if round_no == 1:
+                print(f"data: {args.cajas} empty cajas, {CATALOG}.csv with {args.products:,} records "
+                      f"({csv_path.stat().st_size / 2**20:.1f} MiB); written again for every round (not timed)")
+                print(f"setup (not timed): fresh home, {args.cajas} cajas registered, first catalogs.load "
+                      f"{setup['load']['upserts']:,} records -> version {setup['load']['version']} in "
+                      f"{setup['seconds']:.2f} s (peak RSS {setup['rss_peak'] / MIB:.1f} MiB)")
+        print(f"Each step below: its own subprocess, in this order, on the same home and cajas; seconds = "
+              f"time.perf_counter around push.push (or the load / read) only; best of {args.repeat} "
+              f"round{'s' if args.repeat > 1 else ''}, each from a fresh home and fresh cajas.\n")
+        res = {k: dict(min(rs, key=lambda r: r["seconds"]), rss_peak=max(r["rss_peak"] for r in rs))
+               for k, rs in runs.items()}
+
+        labels = {"total": "1. total push (first push)",
+                  "load": f"2a. catalogs.load, {CHANGED} prices changed",
+                  "partial": f"2b. partial push ({CHANGED} changed)",
+                  "read": "2c. read_catalog at one caja (POS)",
+                  "unchanged": "3. partial push, nothing changed",
+                  "replace": "4. replace push"}
+        rows = []
+        for k, r in res.items():
+            if "cajas" in r:
+                cs = r["cajas"]
+                modes = sorted({x[1] for c in cs for x in c["catalogs"]}) or [c["outcome"] for c in cs][:1]
+                rows.append([labels[k], f"{r['seconds']:.3f}", f"{r['seconds'] / len(cs):.3f}", "/".join(modes),
+                             span([c["bytes_written"] for c in cs]), span([c["measured"] for c in cs]),
+                             span([c["growth"] for c in cs]), f"{r['rss_peak'] / MIB:.1f}"])
+            elif k == "load":
+                ld = r["load"]
+                done = f"+{ld['upserts']} -{ld['deletes']} v{ld['version']}"
+                rows.append([labels[k], f"{r['seconds']:.3f}", "", done, "", "", "", f"{r['rss_peak'] / MIB:.1f}"])
+            else:
+                rows.append([labels[k], f"{r['seconds']:.3f}", "", f"{r['records']:,} records v{r['version']}",
+                             "", "", "", f"{r['rss_peak'] / MIB:.1f}"])
+        table(["scenario", "seconds", "s/caja", "done", "bytes/caja (result)", "bytes/caja (files)",
+               "folder growth/caja", "peak RSS MiB"], rows)
+        print("bytes/caja: min..max over the cajas. (result) = bytes_written of the push; (files) = measured from "
+              "the catalogs/ folder (new or renamed-over files whole, the journal by its growth).")
+        print()
+
+        for k in ("total", "partial", "unchanged", "replace"):
+            check(labels[k], k, res[k], args.products)
+        read = res["read"]
+        if read["records"] != args.products or read["version"] != res["partial"]["version"]:
+            print(f"WARNING: {labels['read']}: {read['records']} records at version {read['version']}, expected "
+                  f"{args.products} at version {res['partial']['version']}")
+        first = res["partial"]["cajas"][0]
+        print(f"partial push at {first['caja']}: " + "; ".join(first["files"]))
+        per_caja = ", ".join(f"{c['caja']} {c['duration_s']:.3f}" for c in res["partial"]["cajas"])
+        print(f"partial push, duration_s per caja: {per_caja}")
+        print(f"read_catalog at {read['caja']}: {read['records']:,} records, version {read['version']}, "
+              f"{read['bytes']:,} B in its catalogs/ folder")
+        for k in ("total", "partial", "unchanged", "replace"):
+            w = res[k]["wchar"]
+            if w is not None:
+                print(f"{labels[k]}: the process wrote {w:,} B in all (write() calls: cajas, database, log)")
+        print()
+
+        partial, total = res["partial"], res["total"]
+        worst = max(max(c["bytes_written"], c["measured"]) for c in partial["cajas"])
+        share = partial["seconds"] / total["seconds"]
+        print(f"goal: {CHANGED}-record partial push writes <= {GOAL_PARTIAL_BYTES // 1024} KiB per caja -> at most "
+              f"{worst:,} B ({worst / 1024:.1f} KiB) at a caja  {'met' if worst <= GOAL_PARTIAL_BYTES else 'MISSED'}")
+        print(f"goal: partial push <= {GOAL_PARTIAL_SHARE:.0%} of a total push -> {partial['seconds']:.3f} s / "
+              f"{total['seconds']:.3f} s = {share:.1%}  {'met' if share <= GOAL_PARTIAL_SHARE else 'MISSED'}")
+
+        if args.profile:
+            # Not profiled: a push that deletes the files the replace push left behind, so the profiled
+            # push starts as scenario 2b did (a push deletes what the previous push replaced).
+            run_child("unchanged", cajas_dir, home, csv_path)
+            if args.profile == "partial":
+                bumped = changed_products(args.products, 1) | changed_products(args.products, 2)
+                write_products(csv_path, args.products, bumped)  # round 1's prices stay: 10 new changes
+                run_child("load", cajas_dir, home, csv_path)
+            print(f"\nprofile of one more {args.profile} push (cajas run inline, not in worker threads; "
+                  "times inflated):")
+            r = run_child(args.profile, cajas_dir, home, csv_path, profile=True)
+            print(f"profiled {args.profile} push: {r['seconds']:.3f} s")
+    finally:
+        if args.keep:
+            print(f"\nkept: {work}")
+        elif args.workdir:
+            for p in made:
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
