@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import config as config_mod
-from . import catalogs, demo_company, importer, loyalty, push, registry, setup
+from . import catalogs, demo_company, importer, loyalty, push, registry, rules, setup
 from .db import redact
 from .db.models import Caja
 from .errors import UsageError
@@ -37,6 +37,7 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         result = importer.import_day(cfg, list(demo_company.CAJAS), day, "skip")
         days.append(result.as_dict())
     points = loyalty.sync(cfg, list(demo_company.CAJAS)).as_dict()
+    held_rules = rules.sync(cfg, list(demo_company.CAJAS)).as_dict()
     loaded = []
     for name, (file_name, key, _) in demo_company.catalog_files().items():
         loaded.append(catalogs.load(name, cajas_dir / demo_company.CATALOGS_DIR / file_name, key))
@@ -48,6 +49,7 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         "home": str(home_path),
         "days": days,
         "loyalty": points,
+        "rules": held_rules,
         "catalogs_loaded": [{k: c[k] for k in ("catalog", "version", "records")} for c in loaded],
         "catalogs_push": pushed,
         "kept": keep,
@@ -72,6 +74,9 @@ def render(report: dict) -> str:
     entries = sum(r["entries"] for r in report["loyalty"]["results"])
     out += ["", f"loyalty: {entries} ledger entries counted; balances shared with every caja as the loyalty_balances catalog"]
     out += [f"  finding: {f['message']}" for f in report["loyalty"]["findings"]]
+    new_rules = sum(r["new"] for r in report["rules"]["results"])
+    conflicts = sum(r["conflicts"] for r in report["rules"]["results"])
+    out.append(f"commercial rules: {new_rules} held on the main server, {conflicts} conflicts")
     loaded = ", ".join(f"{c['catalog']} ({c['records']})" for c in report["catalogs_loaded"])
     out += ["", f"catalogs loaded on the main server: {loaded}", "catalogs pushed (first push: partial falls back to total):"]
     for r in report["catalogs_push"]["results"]:
@@ -88,6 +93,7 @@ def render(report: dict) -> str:
             f"  syscafe-sync {h} log --caja CAJA2",
             f"  syscafe-sync {h} catalogs show products",
             f"  syscafe-sync {h} loyalty show 1020304050",
+            f"  syscafe-sync {h} rules list",
             f"  syscafe-sync {h} catalogs push --dry-run --mode replace",
             f"  syscafe-sync {h} import --date 2026-11-21 --mode overwrite",
         ]

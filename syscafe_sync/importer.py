@@ -15,7 +15,6 @@ import datetime as dt
 import errno
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,15 +27,11 @@ from .caja.voucher import ParsedVoucher, Refused, parse
 from .config import Config
 from .db import write_transaction
 from .db.models import MoneyField, Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
-from .serve import serve_caja
+from .serve import CajaJob, Cancelled, serve_caja
 from .storage import Entry
 
 MODES = ("skip", "overwrite")
 Progress = Callable[[str, int, int], None]
-
-
-class Cancelled(Exception):
-    """The caja's time bound ran out; the batch in hand was rolled back."""
 
 
 @dataclass
@@ -180,30 +175,19 @@ def _insert(model, rows: list[dict]) -> None:
     db.cursor().executemany(sql, values)
 
 
-class _CajaImport:
+class _CajaImport(CajaJob):
     """The work for one caja, run in a worker thread with a deadline."""
 
     def __init__(self, config, caja, storage, day, mode, result, lease, progress, now):
+        super().__init__(lease)
         self.config, self.caja, self.storage, self.day, self.mode = config, caja, storage, day, mode
         self.result, self.lease, self.progress, self.now = result, lease, progress, now
-        self.stop = threading.Event()
         self.limit = config.limits["max_file_bytes"]
         self.batch_size = config.limits["batch_size"]
         self.folder = layout.day_folder(day)
         self.batch: list[_Kept] = []
         self.refused: list[tuple[str, str, str | None]] = []
         self.resolved: list[str] = []
-
-    def cancel(self) -> None:
-        self.stop.set()
-
-    def run(self) -> None:
-        try:
-            self._run()
-        finally:
-            self.lease.release()
-            if not database.is_closed():
-                database.close()
 
     def _run(self) -> None:
         try:

@@ -29,9 +29,9 @@ from .caja import layout
 from .caja.voucher import Refused, parse_timestamp
 from .config import Config
 from .db import write_transaction
-from .db.models import LedgerCursor, LoyaltyEntry, Voucher, database, utcnow
+from .db.models import LedgerCursor, LoyaltyEntry, Voucher, utcnow
 from .errors import UsageError
-from .serve import serve_caja
+from .serve import CajaJob, serve_caja
 from .storage import Storage
 
 KINDS = ("earn", "redeem", "adjust", "expire")
@@ -140,21 +140,10 @@ def sync_caja(config: Config, caja) -> LedgerResult:
     return result
 
 
-class _LedgerJob:
+class _LedgerJob(CajaJob):
     def __init__(self, config, caja, storage: Storage, result: LedgerResult, lease):
+        super().__init__(lease)
         self.caja, self.storage, self.result, self.lease = caja, storage, result, lease
-        self.stop = False
-
-    def cancel(self) -> None:
-        self.stop = True
-
-    def run(self) -> None:
-        try:
-            self._run()
-        finally:
-            self.lease.release()
-            if not database.is_closed():
-                database.close()
 
     def _run(self) -> None:
         try:
@@ -163,7 +152,7 @@ class _LedgerJob:
             self.result.message = "no loyalty ledger yet"
             return
         for e in sorted(entries, key=lambda e: e.name):
-            if self.stop:
+            if self.stop.is_set():
                 return
             if e.is_dir or layout.is_ignored(e.name) or not _LEDGER_NAME.match(e.name):
                 continue
@@ -184,7 +173,7 @@ class _LedgerJob:
             offset = lines = tail_len = 0
             chunk = self.storage.read_range(path, 0, CHUNK)
         while True:
-            if self.stop:
+            if self.stop.is_set():
                 return
             offset, lines, complete = self._chunk(path, chunk, tail_len, offset, lines, first=cursor is None)
             cursor = True

@@ -24,9 +24,9 @@ from . import catalogs, registry, synclog
 from .caja import catalog as fmt
 from .config import Config
 from .db import write_transaction
-from .db.models import CajaCatalogs, database, utcnow
+from .db.models import CajaCatalogs, utcnow
 from .errors import SyncError, UsageError
-from .serve import serve_caja
+from .serve import CajaJob, serve_caja
 from .storage import Storage
 
 MODES = ("partial", "total", "replace")
@@ -197,22 +197,12 @@ def _finish(result: CajaPush, started: float) -> CajaPush:
     return result
 
 
-class _CajaPushJob:
+class _CajaPushJob(CajaJob):
     def __init__(self, config, caja, storage: Storage, mode, dry_run, main: _Main, result: CajaPush, lease, now):
+        super().__init__(lease)
         self.caja, self.storage, self.mode, self.dry_run = caja, storage, mode, dry_run
         self.main, self.result, self.lease = main, result, lease
         self.now = now.astimezone(config.timezone)
-
-    def cancel(self) -> None:
-        pass  # nothing to stop half-way: files written before the manifest are never read
-
-    def run(self) -> None:
-        try:
-            self._run()
-        finally:
-            self.lease.release()
-            if not database.is_closed():
-                database.close()
 
     # --- what the caja holds now ---------------------------------------------------------------
 

@@ -7,11 +7,13 @@ holds back another.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
 from . import bounded
 from .config import Config
+from .db.models import database
 from .errors import Busy
 from .lease import CajaLease
 from .storage import Storage, open_root
@@ -23,6 +25,34 @@ class Job(Protocol):
 
     def cancel(self) -> None:
         """Asks the work to stop at its next safe point."""
+
+
+class Cancelled(Exception):
+    """The caja's time bound ran out; the transaction in hand was rolled back."""
+
+
+class CajaJob:
+    """The base of the work serve_caja runs in its worker thread: `_run` does the work,
+    checking `stop` between steps; the lease and the thread's database connection
+    are released when it ends, however it ends."""
+
+    def __init__(self, lease: CajaLease):
+        self.lease = lease
+        self.stop = threading.Event()
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.lease.release()
+            if not database.is_closed():
+                database.close()
 
 
 def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_note: str,

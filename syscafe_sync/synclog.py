@@ -133,7 +133,7 @@ def prune(retention_days: int) -> int:
 
 
 # The actions that move data between a caja and the main server; `caja list` shows the last success of each.
-SYNC_ACTIONS = ("import", "loyalty", "rules", "catalogs push", "sync")
+SYNC_ACTIONS = ("import", "loyalty sync", "rules sync", "catalogs push", "sync")
 
 
 def last_success() -> dict[str, dict[str, dt.datetime]]:

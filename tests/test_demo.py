@@ -26,6 +26,8 @@ def _check_report(report: dict) -> None:
         ("CAJA3", "movements/2026-11-21/FV3-2015.json"),
     }
     assert {c["catalog"] for c in report["catalogs_loaded"]} == {"products", "groups", "taxes", "payment_methods", "sellers", "customers"}
+    assert sum(r["entries"] for r in report["loyalty"]["results"]) == 31
+    assert [(r["caja"], r["new"], r["conflicts"]) for r in report["rules"]["results"]] == [("CAJA1", 2, 0), ("CAJA2", 0, 0), ("CAJA3", 1, 0)]
     pushed = report["catalogs_push"]["results"]
     assert [(r["caja"], r["outcome"]) for r in pushed] == [("CAJA1", "ok"), ("CAJA2", "ok"), ("CAJA3", "ok")]
     if report["kept"]:

@@ -26,8 +26,9 @@ def cli(ctx: click.Context, home, db_url, json_out):
 def _register() -> None:
     from . import cajas, catalogs, imports, logs, setup
     from . import loyalty as loyalty_cli
+    from . import rules as rules_cli
 
-    for module in (setup, cajas, imports, catalogs, logs, loyalty_cli):
+    for module in (setup, cajas, imports, catalogs, logs, loyalty_cli, rules_cli):
         for command in module.COMMANDS:
             cli.add_command(command)
 
