@@ -43,6 +43,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "lease_s": 120.0,
         # Vouchers written to the database in one transaction.
         "batch_size": 500,
+        # Cajas served at once by a full pass (`sync`, the service).
+        "workers": 4,
     },
     "log": {
         "retention_days": 90,
@@ -73,6 +75,8 @@ lock_wait_s = {lock_wait_s}
 lease_s = {lease_s}
 # Vouchers written to the database per transaction.
 batch_size = {batch_size}
+# Cajas served at once by a full pass (`sync`, the service).
+workers = {workers}
 
 [log]
 # Days the sync log keeps its rows in the database.

@@ -93,7 +93,7 @@ class PushResult:
         return {"action": "catalogs push", "mode": self.mode, "dry_run": self.dry_run, "results": [r.as_dict() for r in self.results]}
 
 
-class _Main:
+class MainCatalogs:
     """The main server's catalogs for one push, shared by every caja.
 
     Only the catalog rows are read up front: a partial push needs just the
@@ -155,12 +155,12 @@ def push(config: Config, names: list[str] | tuple[str, ...] = (), mode: str = "p
     loaded = catalogs.names()
     if not loaded:
         raise UsageError("no catalog is loaded on the main server yet; load one with `syscafe-sync catalogs load NAME FILE`.")
-    main = _Main(loaded)
+    main = MainCatalogs(loaded)
     results = [push_caja(config, c, mode, dry_run, main, now or utcnow()) for c in cajas]
     return PushResult(mode, dry_run, results)
 
 
-def push_caja(config: Config, caja, mode: str, dry_run: bool, main: _Main, now: dt.datetime) -> CajaPush:
+def push_caja(config: Config, caja, mode: str, dry_run: bool, main: MainCatalogs, now: dt.datetime) -> CajaPush:
     started = time.monotonic()
     result = CajaPush(caja.name, mode, dry_run)
     serve_caja(
@@ -198,7 +198,7 @@ def _finish(result: CajaPush, started: float) -> CajaPush:
 
 
 class _CajaPushJob(CajaJob):
-    def __init__(self, config, caja, storage: Storage, mode, dry_run, main: _Main, result: CajaPush, lease, now):
+    def __init__(self, config, caja, storage: Storage, mode, dry_run, main: MainCatalogs, result: CajaPush, lease, now):
         super().__init__(lease)
         self.caja, self.storage, self.mode, self.dry_run = caja, storage, mode, dry_run
         self.main, self.result, self.lease = main, result, lease

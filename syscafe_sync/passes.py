@@ -1,0 +1,95 @@
+"""One full pass over the cajas (SPEC `sync`): what the service does every interval.
+
+Per caja, in a bounded pool of workers: import (skip), loyalty, rules. Then
+the consolidated points become the loyalty_balances catalog, and every caja
+gets its catalogs (partial), again in the pool. Each caja and each action is
+isolated and bounded in time by `serve_caja`; one failing never stops the
+others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from . import catalogs, importer, loyalty, push, registry, rules, synclog
+from .config import Config
+from .db.models import database, utcnow
+
+
+@dataclass
+class PassResult:
+    day: dt.date
+    imports: importer.ImportResult
+    points: loyalty.SyncResult
+    held_rules: rules.RulesResult
+    pushed: push.PushResult | None
+    duration_s: float
+
+    @property
+    def failed(self) -> bool:
+        parts = [self.imports, self.points, self.held_rules] + ([self.pushed] if self.pushed else [])
+        return any(p.failed for p in parts)
+
+    def as_dict(self) -> dict:
+        actions = [self.imports.as_dict(), self.points.as_dict(), self.held_rules.as_dict()]
+        if self.pushed:
+            actions.append(self.pushed.as_dict())
+        return {"action": "sync", "date": self.day.isoformat(), "duration_s": round(self.duration_s, 3), "actions": actions}
+
+
+def _in_pool(workers: int, fn, items: list) -> list:
+    """fn over items in a bounded pool, results in the order of the items; each worker closes its connection."""
+
+    def run(item):
+        try:
+            return fn(item)
+        finally:
+            if not database.is_closed():
+                database.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items) or 1)), thread_name_prefix="sync") as pool:
+        return list(pool.map(run, items))
+
+
+def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.date | None = None,
+             now: dt.datetime | None = None) -> PassResult:
+    started = time.monotonic()
+    now = now or utcnow()
+    cajas = registry.select(names)
+    day = day or importer.today(config, now)
+    workers = config.limits["workers"]
+
+    def per_caja(caja):
+        return (importer.import_caja(config, caja, day, "skip", None, now),
+                loyalty.sync_caja(config, caja),
+                rules.sync_caja(config, caja))
+
+    done = _in_pool(workers, per_caja, cajas)
+    imports = importer.ImportResult(day, "skip", [d[0] for d in done])
+    version = loyalty.refresh_balances_catalog()
+    points = loyalty.SyncResult([d[1] for d in done], loyalty.findings(), version)
+    held = rules.RulesResult([d[2] for d in done])
+    pushed = None
+    if catalogs.names():
+        main = push.MainCatalogs(catalogs.names())
+        pushed = push.PushResult("partial", False, _in_pool(workers, lambda c: push.push_caja(config, c, "partial", False, main, now), cajas))
+    result = PassResult(day, imports, points, held, pushed, time.monotonic() - started)
+    _log(result, cajas)
+    return result
+
+
+def _log(result: PassResult, cajas) -> None:
+    """One `sync` row per caja: ok only when every action of the pass was ok there."""
+    outcomes: dict[str, list[str]] = {c.name: [] for c in cajas}
+    for part in (result.imports, result.points, result.held_rules, result.pushed):
+        for r in (part.results if part else []):
+            if r.outcome != "ok":
+                outcomes[r.caja].append(f"{r.outcome}: {r.message}")
+    for c in cajas:
+        problems = outcomes[c.name]
+        synclog.record(synclog.Entry(
+            action="sync", caja=c.name, outcome="failed" if problems else "ok", level="error" if problems else "info",
+            duration_s=result.duration_s, message="; ".join(problems) if problems else f"full pass for {result.day} done"))

@@ -1,0 +1,59 @@
+"""`sync`: one full pass — import, loyalty, rules, then catalogs — through the program and the API."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import DAY, cli_json, run_cli
+
+from syscafe_sync import passes, registry
+from syscafe_sync.caja.catalog import read_catalog
+
+
+def _shop(home, caja_folder, tmp_path):
+    folders = {}
+    for name in ("CAJA1", "CAJA2"):
+        f = folders[name] = caja_folder(name)
+        f.add_many(1, 3)
+        f.writer.append_loyalty(DAY, [{"seq": 1, "customer": f"C-{name}", "kind": "earn", "points": 12,
+                                       "voucher": f"FV{name[-1]}-1", "at": "2026-11-22T10:00:00-05:00"}])
+        f.writer.write_rule({"format": 1, "id": f"R-{name}", "name": "Promo", "type": "percent_discount", "active": True,
+                             "version": 1, "updated_at": "2026-11-20T10:00:00-05:00", "action": {"percent": "5"}})
+        run_cli(home, "caja", "add", name, "--path", str(f.root), check=0)
+    products = tmp_path / "products.csv"
+    products.write_text("code,description,price\nALM-EJ,Almuerzo ejecutivo,16000.00\n")
+    run_cli(home, "catalogs", "load", "products", str(products), check=0)
+    return folders
+
+
+def test_a_full_pass_does_every_action_and_shares_the_points(home, caja_folder, tmp_path):
+    folders = _shop(home, caja_folder, tmp_path)
+    doc = cli_json(home, "sync", "--date", DAY.isoformat())
+    assert doc["action"] == "sync" and doc["date"] == DAY.isoformat()
+    actions = {a["action"]: a for a in doc["actions"]}
+    assert list(actions) == ["import", "loyalty sync", "rules sync", "catalogs push"]
+    assert [(r["caja"], r["imported"]) for r in actions["import"]["results"]] == [("CAJA1", 3), ("CAJA2", 3)]
+    assert [r["entries"] for r in actions["loyalty sync"]["results"]] == [1, 1]
+    assert [r["new"] for r in actions["rules sync"]["results"]] == [1, 1]
+    assert all(r["outcome"] == "ok" for a in doc["actions"] for r in a["results"])
+    assert actions["loyalty sync"]["findings"] == []  # the vouchers the points were earned on arrived in the same pass
+    for f in folders.values():
+        balances = read_catalog(f.root, "loyalty_balances")
+        assert {k: r["points"] for k, r in balances.records.items()} == {"C-CAJA1": "12", "C-CAJA2": "12"}
+        assert "ALM-EJ" in read_catalog(f.root, "products").records
+    again = cli_json(home, "sync", "--date", DAY.isoformat())
+    assert [r["skipped"] for r in again["actions"][0]["results"]] == [3, 3]
+    assert [c["mode"] for r in again["actions"][3]["results"] for c in r["catalogs"]] == ["unchanged"] * 4
+    logged = [json.loads(line) for line in run_cli(home, "--json", "log", "--action", "sync", check=0).stdout.splitlines()]
+    assert [(row["caja"], row["outcome"]) for row in logged] == [("CAJA1", "ok"), ("CAJA2", "ok")] * 2
+
+
+def test_an_unreachable_caja_fails_the_pass_and_the_other_is_served(home, caja_folder, tmp_path, cfg):
+    folders = _shop(home, caja_folder, tmp_path)
+    registry.edit("CAJA1", root=str(folders["CAJA1"].root.parent / "unplugged"))
+    result = passes.run_pass(cfg, (), DAY)
+    assert result.failed
+    assert [(r.caja, r.outcome) for r in result.imports.results] == [("CAJA1", "unreachable"), ("CAJA2", "ok")]
+    assert [(r.caja, r.outcome) for r in result.pushed.results] == [("CAJA1", "unreachable"), ("CAJA2", "ok")]
+    proc = run_cli(home, "sync", "--date", DAY.isoformat(), check=1)
+    assert "CAJA1 import: " in proc.stdout and "did not answer" in proc.stdout
