@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from import_bench import table  # same folder: the table layout both benchmarks print
+
 CATALOG = "products"
 CHANGED = 10  # products whose price changes before the partial push
 GOAL_PARTIAL_BYTES = 64 * 1024  # per caja
@@ -235,15 +237,6 @@ def span(values: list[int]) -> str:
     """min..max of a per-caja figure, in bytes; one value when they agree."""
     lo, hi = min(values), max(values)
     return f"{lo:,}" if lo == hi else f"{lo:,}..{hi:,}"
-
-
-def table(headers: list[str], rows: list[list]) -> None:
-    cells = [headers] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for i, r in enumerate(cells):
-        print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def expected(scenario: str) -> dict:
