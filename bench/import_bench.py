@@ -207,6 +207,11 @@ def run_child(scenario: str, data: Path, target: Path, profile: bool = False) ->
             remove(p)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--scenario", scenario,
            "--data", str(data), "--target", str(target)] + (["--profile"] if profile else [])
+    return child_result(scenario, cmd)
+
+
+def child_result(scenario: str, cmd: list[str]) -> dict:
+    """Runs one scenario's subprocess and returns the JSON of its RESULT line."""
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"scenario {scenario} failed (exit {p.returncode}):\n{p.stdout}{p.stderr}")

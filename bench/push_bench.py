@@ -20,13 +20,12 @@ import platform
 import resource
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from import_bench import table  # same folder: the table layout both benchmarks print
+from import_bench import child_result, table  # same folder: what both benchmarks share
 
 CATALOG = "products"
 CHANGED = 10  # products whose price changes before the partial push
@@ -225,12 +224,7 @@ def child(args) -> None:
 def run_child(scenario: str, cajas_dir: Path, home: Path, csv_path: Path, profile: bool = False) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--scenario", scenario,
            "--data", str(cajas_dir), "--target", str(home), "--csv", str(csv_path)] + (["--profile"] if profile else [])
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"scenario {scenario} failed (exit {p.returncode}):\n{p.stdout}{p.stderr}")
-    if p.stderr:
-        print(p.stderr, end="")
-    return json.loads(next(ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("RESULT "))[7:])
+    return child_result(scenario, cmd)
 
 
 def span(values: list[int]) -> str:

@@ -77,6 +77,17 @@ def caja_folder(tmp_path):
     return make
 
 
+@pytest.fixture
+def two(cfg, caja_folder):
+    """CAJA1 (FV1/NC1) and CAJA2 (FV2/NC2), registered from their caja.json."""
+    from syscafe_sync import registry
+
+    c1, c2 = caja_folder("CAJA1"), caja_folder("CAJA2")
+    registry.add("CAJA1", str(c1.root))
+    registry.add("CAJA2", str(c2.root))
+    return c1, c2
+
+
 def write_config(home: Path, **sections) -> None:
     """Overrides settings in home's config.toml, e.g. write_config(home, limits={"lease_s": 2.0})."""
     lines = []

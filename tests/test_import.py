@@ -14,15 +14,6 @@ from syscafe_sync.db.models import Refusal, SyncLog, Voucher, VoucherLine, Vouch
 from syscafe_sync.lease import CajaLease
 
 
-@pytest.fixture
-def two(cfg, caja_folder):
-    """CAJA1 (FV1/NC1) and CAJA2 (FV2/NC2), registered from their caja.json."""
-    c1, c2 = caja_folder("CAJA1"), caja_folder("CAJA2")
-    registry.add("CAJA1", str(c1.root))
-    registry.add("CAJA2", str(c2.root))
-    return c1, c2
-
-
 def run(cfg, mode="skip", *names):
     result = importer.import_day(cfg, list(names), DAY, mode)
     return {r.caja: r for r in result.results}

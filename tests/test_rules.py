@@ -29,14 +29,6 @@ def rule(rule_id: str = "R-HH-ALM", version: int = 3, updated_at: str = "2026-11
     return doc
 
 
-@pytest.fixture
-def two(cfg, caja_folder):
-    c1, c2 = caja_folder("CAJA1"), caja_folder("CAJA2")
-    registry.add("CAJA1", str(c1.root))
-    registry.add("CAJA2", str(c2.root))
-    return c1, c2
-
-
 def run(cfg, *names):
     return {r.caja: r for r in rules.sync(cfg, list(names)).results}
 
