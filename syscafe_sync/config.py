@@ -29,6 +29,14 @@ DEFAULTS: dict[str, dict[str, object]] = {
         # Minutes between two passes of the service; decimals allowed.
         "interval_minutes": 5,
         "timezone": "America/Bogota",
+        # After downtime the service imports every day not yet imported, this many days back (today included).
+        "catch_up_days": 7,
+        # Local folders only: a new voucher file starts that caja's import at once (the interval stays the guarantee).
+        "watch": True,
+        # Seconds a file event waits for the next ones before the import starts.
+        "watch_debounce_s": 2.0,
+        # A caja failing this many passes in a row is logged at error level, once, and again when it recovers.
+        "alert_after_failures": 3,
     },
     "limits": {
         # A voucher file larger than this is refused (SPEC: 1 MiB).
@@ -61,6 +69,15 @@ TEMPLATE = """\
 interval_minutes = {interval_minutes}
 # The company's time zone: the process date is "today" there.
 timezone = "{timezone}"
+# After downtime, days back (today included) the service still imports what it missed.
+catch_up_days = {catch_up_days}
+# Local folders: start a caja's import as soon as a voucher file appears (true/false).
+# Network shares deliver no reliable events; the interval is the guarantee there.
+watch = {watch}
+# Seconds to wait for more file events before that import starts.
+watch_debounce_s = {watch_debounce_s}
+# Failing passes in a row before a caja is logged at error level (once; again on recovery).
+alert_after_failures = {alert_after_failures}
 
 [limits]
 # A voucher file larger than this many bytes is refused.
@@ -89,7 +106,7 @@ file_backups = {file_backups}
 # Sections read as they are, by the code that owns them (smb credentials per host).
 PASSTHROUGH = ("smb",)
 
-_TYPES = {float: (int, float), int: (int,), str: (str,)}
+_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
 
 
 @dataclass(frozen=True)
@@ -173,9 +190,9 @@ def validate(config: Config) -> None:
         for key, default in keys.items():
             value = config.values[section][key]
             wanted = _TYPES[type(default)]
-            if isinstance(value, bool) or not isinstance(value, wanted):
-                raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a {type(default).__name__} like {default!r}.")
-            if isinstance(default, (int, float)) and not (math.isfinite(value) and value > 0):
+            if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, wanted):
+                raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a {type(default).__name__} like {_toml(default)}.")
+            if not isinstance(default, bool) and isinstance(default, (int, float)) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a finite number greater than zero.")
     tz = config.values["sync"]["timezone"]
     try:
@@ -184,10 +201,14 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{config.config_path}: sync.timezone = {tz!r} is not a known time zone; use a name like \"America/Bogota\".") from exc
 
 
+def _toml(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else repr(value)
+
+
 def write_default(home: Path) -> Path:
     """Writes the commented configuration with the defaults, unless one exists."""
     path = home / CONFIG_FILE
     if not path.exists():
-        flat = {k: v for keys in DEFAULTS.values() for k, v in keys.items()}
+        flat = {k: _toml(v) if isinstance(v, bool) else v for keys in DEFAULTS.values() for k, v in keys.items()}
         path.write_text(TEMPLATE.format(**flat), encoding="utf-8")
     return path

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from peewee import SqliteDatabase, chunked
 
-from . import findings, registry, synclog
+from . import catchup, findings, registry, synclog
 from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused, parse
 from .config import Config
@@ -45,6 +45,9 @@ class CajaResult:
     refused: int = 0
     refusals: list[dict] = field(default_factory=list)
     duration_s: float = 0.0
+    # the day's closing.json was in its folder (the caja closed that day); None: there was no folder
+    closed: bool | None = False
+    day: dt.date | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -57,6 +60,7 @@ class CajaResult:
             "refused": self.refused,
             "refusals": self.refusals,
             "duration_s": round(self.duration_s, 3),
+            "date": self.day.isoformat() if self.day else None,
         }
 
 
@@ -101,12 +105,16 @@ def import_day(
 def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None = None, now: dt.datetime | None = None) -> CajaResult:
     """One caja, isolated: whatever happens here is reported in its result and the log, never raised."""
     started = time.monotonic()
-    result = CajaResult(caja.name)
+    result = CajaResult(caja.name, day=day)
     serve_caja(
         config, caja, f"caja:{caja.name}", result, "import of",
         "what was imported before stays, the rest comes on the next pass.",
         lambda storage, lease: _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow()),
     )
+    if result.outcome == "ok":
+        # A past day with no folder has nothing left to wait for; today's may still appear.
+        closed = result.closed if result.closed is not None else day < today(config, now)
+        catchup.mark(caja.name, day, closed)
     return _finish(result, mode, started)
 
 
@@ -116,7 +124,7 @@ def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
         parts = [f"{result.imported} imported", f"{result.updated} updated", f"{result.skipped} skipped"]
         if result.refused:
             parts.append(f"{result.refused} refused")
-        result.message = ", ".join(parts)
+        result.message = f"{result.day}: " + ", ".join(parts)
     for r in result.refusals:
         synclog.record(
             synclog.Entry(action="import", outcome="refused", caja=result.caja, mode=mode, level="warning", refused=1,
@@ -194,7 +202,9 @@ class _CajaImport(CajaJob):
             entries = self.storage.list(self.folder)
         except FileNotFoundError:
             self.result.message = f"no movements for {self.day} yet"
+            self.result.closed = None
             return
+        self.result.closed = any(e.name == layout.CLOSING for e in entries)
         codes = set(registry.codes_of(self.caja))
         owners = registry.code_owner()
         where = (Voucher.caja == self.caja.name) & (Voucher.day == self.day.isoformat())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from .errors import Busy
 HOST = socket.gethostname()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:
@@ -60,7 +61,7 @@ class CajaLease:
                     return True
                 except IntegrityError:
                     return False
-            if current.host == HOST and not _pid_alive(current.pid):
+            if current.host == HOST and not pid_alive(current.pid):
                 # The holder died on this machine: no need to wait for the expiry.
                 return bool(
                     Lease.update(holder=self.holder, pid=os.getpid(), acquired_at=utcnow(), expires_at=now + self.seconds)
@@ -69,13 +70,17 @@ class CajaLease:
                 )
             return False
 
-    def acquire(self, wait: float) -> None:
+    def acquire(self, wait: float, stop: threading.Event | None = None) -> None:
+        """Takes the lease, waiting up to `wait` seconds for its holder; Busy when it cannot, or once `stop` is set."""
         deadline = time.monotonic() + wait
         delay = 0.05
         while not self.try_acquire():
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 raise Busy(f"{self.name} is busy: {self.describe_holder()}; try again when it has finished.")
-            time.sleep(delay)
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
     def renew(self) -> None:

@@ -8,7 +8,7 @@ import time
 
 from peewee import fn
 
-from . import registry, synclog
+from . import health, registry, synclog
 from .caja import layout
 from .config import Config
 from .db.models import Refusal, Voucher, utcnow
@@ -53,6 +53,7 @@ def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
     for c, t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
     last = synclog.last_success()
+    failing = health.failing()
     out = []
     for c in cajas:
         p = dict(probes[c.name])  # a copy: a late thread may still write into the original
@@ -79,8 +80,16 @@ def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
             "pending": _pending(c.name, day, p["names"]),
             "refused_open": Refusal.select(fn.COUNT(Refusal.id)).where((Refusal.caja == c.name) & Refusal.resolved_at.is_null()).scalar(),
             "warnings": warnings,
+            "failing": _failing(failing.get(c.name)),
         })
     return out
+
+
+def _failing(h) -> dict | None:
+    """Passes failed in a row at this caja, since when and why; None when its last pass was clean."""
+    if h is None:
+        return None
+    return {"passes": h.failures, "since": h.since.isoformat() if h.since else None, "reason": h.reason}
 
 
 def _pending(caja: str, day: dt.date, names: list[str] | None) -> int | None:

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import catalogs, importer, loyalty, push, registry, rules, synclog
+from . import catalogs, catchup, health, importer, loyalty, push, registry, rules, stopping, synclog
 from .config import Config
 from .db.models import database, utcnow
 
@@ -32,6 +32,15 @@ class PassResult:
     def failed(self) -> bool:
         parts = [self.imports, self.points, self.held_rules] + ([self.pushed] if self.pushed else [])
         return any(p.failed for p in parts)
+
+    def problems(self) -> dict[str, list[str]]:
+        """{caja: "outcome: message" of each action that was not ok there}."""
+        out: dict[str, list[str]] = {r.caja: [] for r in self.points.results}
+        for part in (self.imports, self.points, self.held_rules, self.pushed):
+            for r in (part.results if part else []):
+                if r.outcome != "ok":
+                    out.setdefault(r.caja, []).append(f"{r.outcome}: {r.message}")
+        return out
 
     def as_dict(self) -> dict:
         actions = [self.imports.as_dict(), self.points.as_dict(), self.held_rules.as_dict()]
@@ -56,19 +65,24 @@ def _in_pool(workers: int, fn, items: list) -> list:
 
 def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.date | None = None,
              now: dt.datetime | None = None) -> PassResult:
+    """`day` imports that process date only; without it each caja catches up (see catchup)."""
     started = time.monotonic()
     now = now or utcnow()
     cajas = registry.select(names)
-    day = day or importer.today(config, now)
+    today = importer.today(config, now)
+    window = config.get("sync", "catch_up_days")
     workers = config.limits["workers"]
 
     def per_caja(caja):
-        return (importer.import_caja(config, caja, day, "skip", None, now),
-                loyalty.sync_caja(config, caja),
-                rules.sync_caja(config, caja))
+        imported = []
+        for d in [day] if day else catchup.days(caja.name, today, window):
+            if stopping.requested.is_set() and imported:
+                break
+            imported.append(importer.import_caja(config, caja, d, "skip", None, now))
+        return (imported, loyalty.sync_caja(config, caja), rules.sync_caja(config, caja))
 
     done = _in_pool(workers, per_caja, cajas)
-    imports = importer.ImportResult(day, "skip", [d[0] for d in done])
+    imports = importer.ImportResult(day or today, "skip", [r for d in done for r in d[0]])
     version = loyalty.refresh_balances_catalog()
     points = loyalty.SyncResult([d[1] for d in done], loyalty.findings(), version)
     held = rules.RulesResult([d[2] for d in done])
@@ -76,20 +90,18 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
     if catalogs.names():
         main = push.MainCatalogs(catalogs.names())
         pushed = push.PushResult("partial", False, _in_pool(workers, lambda c: push.push_caja(config, c, "partial", False, main, now), cajas))
-    result = PassResult(day, imports, points, held, pushed, time.monotonic() - started)
-    _log(result, cajas)
+    result = PassResult(day or today, imports, points, held, pushed, time.monotonic() - started)
+    problems = result.problems()
+    _log(result, problems)
+    if not stopping.requested.is_set():  # a pass cut short by a stop says nothing about the cajas
+        health.record({c: [p for p in ps if not p.startswith("busy")] for c, ps in problems.items()},
+                      config.get("sync", "alert_after_failures"), now)
     return result
 
 
-def _log(result: PassResult, cajas) -> None:
+def _log(result: PassResult, outcomes: dict[str, list[str]]) -> None:
     """One `sync` row per caja: ok only when every action of the pass was ok there."""
-    outcomes: dict[str, list[str]] = {c.name: [] for c in cajas}
-    for part in (result.imports, result.points, result.held_rules, result.pushed):
-        for r in (part.results if part else []):
-            if r.outcome != "ok":
-                outcomes[r.caja].append(f"{r.outcome}: {r.message}")
-    for c in cajas:
-        problems = outcomes[c.name]
+    for c, problems in outcomes.items():
         synclog.record(synclog.Entry(
-            action="sync", caja=c.name, outcome="failed" if problems else "ok", level="error" if problems else "info",
+            action="sync", caja=c, outcome="failed" if problems else "ok", level="error" if problems else "info",
             duration_s=result.duration_s, message="; ".join(problems) if problems else f"full pass for {result.day} done"))

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from . import bounded
+from . import bounded, stopping
 from .config import Config
 from .db.models import database
 from .errors import Busy
@@ -58,9 +58,12 @@ class CajaJob:
 def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_note: str,
                make_job: Callable[[Storage, CajaLease], Job]) -> None:
     limits = config.limits
+    if stopping.requested.is_set():
+        result.outcome, result.message = "failed", f"{what} {caja.name} not started: syscafe-sync is stopping; the next pass serves it."
+        return
     lease = CajaLease(lease_name, limits["lease_s"])
     try:
-        lease.acquire(limits["lock_wait_s"])
+        lease.acquire(limits["lock_wait_s"], stopping.requested)
     except Busy as exc:
         result.outcome, result.message = "busy", str(exc)
         return
@@ -75,7 +78,11 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
             return
         job = make_job(storage, lease)
         try:
-            bounded.call(job.run, limits["caja_timeout_s"], f"{what} {caja.name}")
+            bounded.call(job.run, limits["caja_timeout_s"], f"{what} {caja.name}",
+                         stop=stopping.requested, on_stop=job.cancel, grace=stopping.GRACE_S)
+        except (Cancelled, bounded.Stopped) as exc:
+            result.outcome = "failed"
+            result.message = f"{what} {caja.name} stopped: syscafe-sync was asked to stop ({exc or 'at a safe point'}); {cut_note}"
         except bounded.TimedOut:
             job.cancel()
             result.outcome = "failed"

@@ -8,6 +8,20 @@ from . import synclog
 from .db import migrations
 
 
+def open_home(home, db_url) -> config_mod.Config:
+    """An initialised home's configuration, with the database connected and the log file set up."""
+    cfg = config_mod.load(home, db_url)
+    return open_config(cfg)
+
+
+def open_config(cfg: config_mod.Config) -> config_mod.Config:
+    db_mod.require_file(cfg.db_url)
+    db = db_mod.connect(cfg.db_url)
+    db_mod.require_schema(db)
+    synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+    return cfg
+
+
 def init(cfg: config_mod.Config) -> dict:
     cfg.home.mkdir(parents=True, exist_ok=True)
     config_path = config_mod.write_default(cfg.home)

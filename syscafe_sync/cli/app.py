@@ -12,7 +12,7 @@ import click
 
 from .. import config as config_mod
 from .. import db as db_mod
-from .. import synclog
+from .. import setup, synclog
 from ..errors import SyncError, UsageError
 
 
@@ -30,12 +30,7 @@ class App:
 
     def open(self) -> config_mod.Config:
         """The configuration, with the database connected and the log file set up."""
-        cfg = self.config()
-        db_mod.require_file(cfg.db_url)
-        db = db_mod.connect(cfg.db_url)
-        db_mod.require_schema(db)
-        synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
-        return cfg
+        return setup.open_config(self.config())
 
     def emit(self, data: dict, text: str | None = None) -> None:
         if self.json_out:

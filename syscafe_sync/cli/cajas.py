@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .. import overview, registry, synclog
+from .. import health, overview, registry, synclog
 from .app import App, Group, pass_app, render_table
 
 
@@ -47,8 +47,9 @@ def caja_list(app: App):
     """Every caja: root, IP, codes, reachable or not, last successful sync per action, pending vouchers."""
     cfg = app.open()
     rows = overview.overview(cfg)
+    daemon = health.daemon_status()
     if app.json_out:
-        app.emit({"cajas": rows})
+        app.emit({"cajas": rows, "daemon": daemon})
         return
     if not rows:
         click.echo("no cajas registered yet; add one with `syscafe-sync caja add NAME --path ROOT`")
@@ -65,6 +66,10 @@ def caja_list(app: App):
     for r in rows:
         for w in ([r["reason"]] if r["reason"] else []) + r["warnings"]:
             click.echo(f"{r['name']}: {w}")
+        if r["failing"]:
+            f = r["failing"]
+            click.echo(f"{r['name']}: failing {f['passes']} passes in a row since {f['since'][:16].replace('T', ' ')} UTC: {f['reason']}")
+    click.echo(health.describe_daemon(daemon))
 
 
 @caja.command("edit")

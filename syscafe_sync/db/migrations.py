@@ -34,12 +34,17 @@ def _loyalty_and_rules(db: Database) -> None:
     db.create_tables([m.LoyaltyEntry, m.LedgerCursor, m.Rule, m.RuleSource])
 
 
+def _service(db: Database) -> None:
+    db.create_tables([m.ImportedDay, m.CajaHealth])
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
     (2, "covering index for a caja's vouchers of a day", _covering_day_index),
     (3, "catalogs: records with versions, what each caja committed", _catalogs),
     (4, "loyalty ledgers and commercial rules", _loyalty_and_rules),
+    (5, "the service: where each caja's catch-up starts, failing passes in a row", _service),
 ]
 
 LATEST = MIGRATIONS[-1][0]

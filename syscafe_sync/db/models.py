@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 
 from peewee import (
+    CompositeKey,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -326,3 +327,26 @@ class RuleSource(Base):
 
 ALL_MODELS = [SchemaVersion, Caja, CajaCode, Voucher, VoucherLine, VoucherTax, VoucherPayment, Refusal, Notice, SyncLog, Lease,
               Catalog, CatalogRecord, CajaCatalogs, LoyaltyEntry, LedgerCursor, Rule, RuleSource]
+
+
+class ImportedDay(Base):
+    """A process date a caja was imported without failing, and whether its closing.json was there:
+    what the service's catch-up still has to import after downtime or midnight."""
+
+    caja = CharField()
+    day = CharField()  # YYYY-MM-DD
+    closed = BooleanField(default=False)
+    at = TimestampField()
+
+    class Meta:
+        primary_key = CompositeKey("caja", "day")
+
+
+class CajaHealth(Base):
+    """A caja's failing passes in a row, so the service reports a failing caja once and its recovery once."""
+
+    caja = CharField(primary_key=True)
+    failures = IntegerField(default=0)
+    since = TimestampField(null=True)
+    reason = TextField(default="")
+    alerted = BooleanField(default=False)

@@ -1,0 +1,72 @@
+"""A caja's health across passes: failing N passes in a row is said once, at error level, and so is the recovery.
+
+A person reading the log wants "CAJA2 has been failing since 14:05: share
+unreachable", not the same error every five minutes; the pass rows still say
+what happened each time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import synclog
+from .db import write_transaction
+from .db.models import CajaHealth, Lease, SyncLog, utcnow
+from .lease import HOST, pid_alive
+
+DAEMON_LEASE = "daemon"
+
+
+def record(outcomes: dict[str, list[str]], threshold: int, now: dt.datetime | None = None) -> None:
+    """outcomes: {caja: the problems of this pass there}; an empty list is a clean pass."""
+    now = now or utcnow()
+    for caja, problems in outcomes.items():
+        with write_transaction():
+            existing = CajaHealth.get_or_none(CajaHealth.caja == caja)
+            row = existing or CajaHealth(caja=caja, failures=0, alerted=False, reason="")
+            if problems:
+                row.failures += 1
+                row.since = row.since or now
+                row.reason = "; ".join(problems)
+                alert = row.failures >= threshold and not row.alerted
+                row.alerted = row.alerted or alert
+                recovered = None
+            else:
+                recovered = row.failures if row.alerted else None
+                row.failures, row.since, row.reason, row.alerted = 0, None, "", False
+                alert = False
+            row.save(force_insert=existing is None)
+        if alert:
+            synclog.record(synclog.Entry(
+                action="health", caja=caja, outcome="failed", level="error",
+                message=f"{caja} has failed {row.failures} passes in a row since {row.since:%Y-%m-%d %H:%M} UTC: {row.reason}"))
+        elif recovered:
+            synclog.record(synclog.Entry(
+                action="health", caja=caja, outcome="ok", level="info",
+                message=f"{caja} recovered after {recovered} failing passes in a row"))
+
+
+def failing() -> dict[str, CajaHealth]:
+    """The cajas whose last pass failed, with how many in a row and since when."""
+    return {h.caja: h for h in CajaHealth.select().where(CajaHealth.failures > 0)}
+
+
+def daemon_status(now: dt.datetime | None = None) -> dict:
+    """Whether a daemon serves this database now (its lease), and its last pass."""
+    now = now or utcnow()
+    lease = Lease.get_or_none(Lease.name == DAEMON_LEASE)
+    running = lease is not None and lease.expires_at > now.timestamp() and (lease.host != HOST or pid_alive(lease.pid))
+    last = SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "pass")).order_by(SyncLog.id.desc()).first()
+    return {
+        "running": running,
+        "holder": f"process {lease.pid} on {lease.host}" if running else None,
+        "last_pass": {"at": last.at.isoformat(), "outcome": last.outcome, "message": last.message} if last else None,
+    }
+
+
+def describe_daemon(status: dict) -> str:
+    text = f"daemon: running as {status['holder']}" if status["running"] else "daemon: not running"
+    last = status["last_pass"]
+    if last:
+        return f"{text}; last pass {last['at'][:19].replace('T', ' ')} UTC, {last['outcome']}: {last['message']}"
+    return f"{text}; no pass yet"

@@ -1,0 +1,321 @@
+"""The service (SPEC `daemon`): the real daemon in a subprocess — passes on its interval, SIGTERM, one daemon
+per database, catch-up of missed days, file events — and the health it reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli_json, run_cli, voucher, write_config
+
+from syscafe_sync import catchup, passes, registry
+from syscafe_sync.caja import make_closing
+from syscafe_sync import config as config_mod
+from syscafe_sync.db.models import SyncLog, Voucher, VoucherLine
+
+TZ = dt.timezone(dt.timedelta(hours=-5))  # America/Bogota, the default time zone: no daylight saving
+
+
+def today() -> dt.date:
+    return dt.datetime.now(TZ).date()
+
+
+def start_daemon(home: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("SYSCAFE_SYNC_HOME", "SYSCAFE_SYNC_DB")}
+    return subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "daemon", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(what, timeout: float, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every)
+    return what()
+
+
+def log_rows(action: str, mode: str | None = None) -> list[SyncLog]:
+    q = SyncLog.select().where(SyncLog.action == action)
+    if mode:
+        q = q.where(SyncLog.mode == mode)
+    return list(q.order_by(SyncLog.id))
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM, within: float = 10.0) -> tuple[int, float, str]:
+    started = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the daemon did not exit within {within} s of {sig!r}")
+    return proc.returncode, time.monotonic() - started, err
+
+
+@pytest.fixture
+def daemon():
+    """Starts daemons and makes sure none outlives the test."""
+    procs = []
+
+    def start(home, *args):
+        p = start_daemon(home, *args)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+def count(caja: str, day: dt.date | None = None) -> int:
+    q = Voucher.select().where(Voucher.caja == caja)
+    if day:
+        q = q.where(Voucher.day == day.isoformat())
+    return q.count()
+
+
+# --- the schedule ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_new_vouchers_arrive_within_two_intervals_and_sigterm_exits_0(home, two, daemon):
+    c1, c2 = two
+    c1.add_many(1, 2, day=today())
+    proc = daemon(home, "--interval", "0.05", "--no-watch")  # 3 s
+    assert wait_for(lambda: count("CAJA1") == 2, 10), "the first pass starts at once"
+    c2.add_many(1, 3, day=today())
+    added = time.monotonic()
+    assert wait_for(lambda: count("CAJA2") == 3, 2 * 3.0 + 1.0), "new vouchers within two intervals"
+    assert time.monotonic() - added <= 2 * 3.0 + 1.0
+    code, took, err = stop(proc)
+    assert code == 0, err
+    assert took < 10
+    assert [r.message.split(":")[0] for r in log_rows("daemon", "start")] == ["daemon started"]
+    assert len(log_rows("daemon", "stop")) == 1
+    assert all(r.outcome == "ok" for r in log_rows("daemon", "pass"))
+    # its lease is released: the next daemon starts at once
+    assert run_cli(home, "--json", "caja", "list", check=0)
+
+
+@pytest.mark.slow
+def test_sigterm_in_the_middle_of_a_pass_stops_within_seconds_and_leaves_no_half_voucher(home, cfg, caja_folder, daemon):
+    write_config(home, limits={"batch_size": 20})
+    big = caja_folder("CAJA1")
+    big.add_many(1, 1500, day=today())
+    registry.add("CAJA1", str(big.root))
+    proc = daemon(home, "--interval", "5", "--no-watch")
+    assert wait_for(lambda: count("CAJA1") > 0, 30, every=0.01), "the import started"
+    code, took, err = stop(proc)
+    assert code == 0, err
+    assert took < 10
+    imported = count("CAJA1")
+    # every voucher in the database is whole: its two lines are there
+    assert VoucherLine.select().join(Voucher).where(Voucher.caja == "CAJA1").count() == 2 * imported
+    assert len(log_rows("daemon", "stop")) == 1
+    # the next pass ends exactly where one clean run ends
+    run_cli(home, "sync", check=0)
+    assert count("CAJA1") == 1500
+    assert VoucherLine.select().count() == 3000
+
+
+@pytest.mark.slow
+def test_sigint_stops_it_too(home, two, daemon):
+    proc = daemon(home, "--interval", "0.05", "--no-watch")
+    assert wait_for(lambda: log_rows("daemon", "pass"), 10)
+    code, took, err = stop(proc, signal.SIGINT)
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_a_second_daemon_on_the_same_database_is_refused_and_says_which_holds_it(home, two, daemon):
+    first = daemon(home, "--interval", "0.05", "--no-watch")
+    assert wait_for(lambda: log_rows("daemon", "pass"), 10)
+    second = run_cli(home, "daemon", "--interval", "0.05", timeout=30)
+    assert second.returncode == 1
+    assert f"process {first.pid} on" in second.stderr and "another syscafe-sync daemon" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.poll() is None, "the first one goes on"
+    refused = [r for r in SyncLog.select().where(SyncLog.outcome == "refused") if r.action == "daemon"]
+    assert len(refused) == 1
+    assert stop(first)[0] == 0
+    # a daemon killed with SIGKILL does not lock the database out: its pid is gone
+    killed = daemon(home, "--interval", "5", "--no-watch")
+    assert wait_for(lambda: len(log_rows("daemon", "start")) == 2, 10)
+    killed.kill()
+    killed.communicate()
+    again = daemon(home, "--interval", "5", "--no-watch")
+    assert wait_for(lambda: len(log_rows("daemon", "start")) == 3, 10), again.stderr
+    assert stop(again)[0] == 0
+
+
+def test_a_bad_interval_is_refused_with_exit_2(home):
+    proc = run_cli(home, "daemon", "--interval", "0")
+    assert proc.returncode == 2
+    assert "--interval 0" in proc.stderr and "greater than zero" in proc.stderr
+
+
+# --- catch-up -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_first_pass_catches_up_every_missed_day_within_the_window(home, two, daemon):
+    c1, c2 = two
+    t = today()
+    for back, n in ((9, 1), (6, 2), (3, 3), (1, 4), (0, 5)):
+        c1.add_many(100 * back + 1, n, day=t - dt.timedelta(days=back))
+    proc = daemon(home, "--interval", "5", "--no-watch")
+    assert wait_for(lambda: log_rows("daemon", "pass"), 20)
+    assert stop(proc)[0] == 0
+    by_day = {back: count("CAJA1", t - dt.timedelta(days=back)) for back in (9, 6, 3, 1, 0)}
+    # the default window is 7 days, today included: 9 days back is outside it
+    assert by_day == {9: 0, 6: 2, 3: 3, 1: 4, 0: 5}
+
+
+def test_catch_up_starts_after_the_last_successful_import(cfg, home):
+    t = dt.date(2026, 11, 23)
+    y = t - dt.timedelta(days=1)
+    # never imported: the whole window
+    assert catchup.days("CAJA1", t, 7) == [t - dt.timedelta(days=n) for n in range(6, -1, -1)]
+    for n in range(2, 7):
+        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=False)
+    # past days imported once are done; yesterday stays open until it is closed
+    catchup.mark("CAJA1", y, closed=False)
+    assert catchup.days("CAJA1", t, 7) == [y, t]
+    catchup.mark("CAJA1", y, closed=True)
+    assert catchup.days("CAJA1", t, 7) == [t]
+    # the server was off for three days
+    later = t + dt.timedelta(days=3)
+    assert catchup.days("CAJA1", later, 7) == [t, t + dt.timedelta(days=1), t + dt.timedelta(days=2), later]
+    assert catchup.days("CAJA1", later, 2) == [later - dt.timedelta(days=1), later]
+
+
+def test_after_midnight_yesterday_is_finished_until_its_closing_is_there(cfg, two):
+    c1, _ = two
+    y = today() - dt.timedelta(days=1)
+    c1.add_many(1, 2, day=y)
+    passes.run_pass(cfg, ["CAJA1"])
+    assert count("CAJA1", y) == 2
+    # the caja goes on selling on yesterday's process date after midnight, then closes it
+    c1.add_many(3, 1, day=y)
+    passes.run_pass(cfg, ["CAJA1"])
+    assert count("CAJA1", y) == 3
+    c1.writer.write_closing(y, make_closing("CAJA1", y, [voucher("CAJA1", "FV1", n, y) for n in (1, 2, 3)]))
+    passes.run_pass(cfg, ["CAJA1"])
+    assert catchup.days("CAJA1", today(), 7) == [today()]
+    # a day with no folder at all, in the past, is not waited for
+    assert catchup.days("CAJA2", today(), 7) == [today() - dt.timedelta(days=n) for n in range(6, -1, -1)]
+    passes.run_pass(cfg, ["CAJA2"])
+    assert catchup.days("CAJA2", today(), 7) == [today()]
+
+
+# --- file events ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_new_voucher_in_a_local_folder_is_imported_within_seconds(home, two, daemon):
+    c1, _ = two
+    write_config(home, sync={"watch_debounce_s": 0.5})
+    proc = daemon(home, "--interval", "10")  # the interval alone would take 10 minutes
+    assert wait_for(lambda: log_rows("daemon", "pass"), 10)
+    assert "watching 2 local folders" in log_rows("daemon", "pass")[0].message
+    written = time.monotonic()
+    c1.add_many(1, 3, day=today())
+    assert wait_for(lambda: count("CAJA1") == 3, 10), "a file event starts the import"
+    took = time.monotonic() - written
+    assert took < 10
+    assert len(log_rows("daemon", "pass")) == 1, "it was the event, not a pass"
+    assert stop(proc)[0] == 0
+
+
+def test_network_shares_are_not_watched(tmp_path):
+    from syscafe_sync.watch import filesystem_type, watchable
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /mnt/caja2 rw,relatime shared:30 - cifs //CAJA2/Syscafe rw,vers=3.1.1\n"
+        "41 22 0:51 / /mnt/caja\\0403 rw,relatime - nfs4 caja3:/datos rw\n")
+    assert filesystem_type("/mnt/caja2/movements", str(mountinfo)) == "cifs"
+    assert filesystem_type("/mnt/caja 3", str(mountinfo)) == "nfs4"
+    assert filesystem_type("/srv/caja1", str(mountinfo)) == "ext4"
+    assert not watchable("\\\\CAJA2\\Syscafe\\Datos")
+    assert not watchable("smb://caja2/syscafe")
+    assert watchable(str(tmp_path))
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+def test_a_caja_failing_n_passes_is_logged_once_and_again_when_it_recovers(home, cfg, two, tmp_path):
+    write_config(home, sync={"alert_after_failures": 3}, limits={"connect_timeout_s": 1.0})
+    cfg = config_mod.load(home)
+    c1, _ = two
+    hidden = tmp_path / "hidden"
+    c1.root.rename(hidden)
+    for _ in range(5):
+        passes.run_pass(cfg)
+    alerts = log_rows("health")
+    assert [(r.caja, r.level) for r in alerts] == [("CAJA1", "error")]
+    assert "failed 3 passes in a row" in alerts[0].message and "did not answer" in alerts[0].message
+    listed = cli_json(home, "caja", "list")
+    failing = {c["name"]: c["failing"] for c in listed["cajas"]}
+    assert failing["CAJA2"] is None and failing["CAJA1"]["passes"] == 5
+    text = run_cli(home, "caja", "list", check=0).stdout
+    assert "CAJA1: failing 5 passes in a row" in text
+    hidden.rename(c1.root)
+    passes.run_pass(cfg)
+    passes.run_pass(cfg)
+    alerts = log_rows("health")
+    assert [(r.caja, r.level) for r in alerts] == [("CAJA1", "error"), ("CAJA1", "info")]
+    assert "recovered after 5 failing passes" in alerts[1].message
+    assert cli_json(home, "caja", "list")["cajas"][0]["failing"] is None
+
+
+@pytest.mark.slow
+def test_caja_list_shows_the_daemon_and_its_last_pass(home, two, daemon):
+    assert "daemon: not running; no pass yet" in run_cli(home, "caja", "list", check=0).stdout
+    proc = daemon(home, "--interval", "5", "--no-watch")
+    assert wait_for(lambda: log_rows("daemon", "pass"), 10)
+    listed = cli_json(home, "caja", "list")["daemon"]
+    assert listed["running"] and listed["holder"].startswith(f"process {proc.pid} on ")
+    assert listed["last_pass"]["outcome"] == "ok" and listed["last_pass"]["message"].startswith("pass 1: 2 of 2 cajas ok")
+    assert stop(proc)[0] == 0
+    after = cli_json(home, "caja", "list")["daemon"]
+    assert not after["running"] and after["last_pass"] == listed["last_pass"]
+
+
+def test_a_watch_whose_folder_went_away_is_started_again(two, tmp_path):
+    from syscafe_sync.watch import Watcher
+
+    c1, c2 = two
+    seen = []
+    watcher = Watcher(lambda caja, day: seen.append((caja, day)))
+    try:
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        c1.root.rename(tmp_path / "away")
+        assert watcher.update(registry.all_cajas()) == ["CAJA2"]
+        (tmp_path / "away").rename(c1.root)
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        c1.add(7, day=today())
+        assert wait_for(lambda: ("CAJA1", today()) in seen, 5)
+        c2.writer.write_caja_json("CAJA2", ["FV2", "NC2"], "900123456-7")  # not a voucher: no event handed on
+        time.sleep(0.5)
+        assert {caja for caja, _ in seen} == {"CAJA1"}
+    finally:
+        watcher.stop()
+
+
+def test_service_settings_are_checked(home):
+    write_config(home, sync={"watch": "yes"})
+    proc = run_cli(home, "daemon")
+    assert proc.returncode == 2 and "sync.watch = 'yes' must be a bool like true" in proc.stderr
+    write_config(home, sync={"catch_up_days": 0})
+    proc = run_cli(home, "sync")
+    assert proc.returncode == 2 and "sync.catch_up_days = 0 must be a finite number greater than zero" in proc.stderr

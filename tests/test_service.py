@@ -1,0 +1,140 @@
+"""The service files: the systemd unit, and the Windows service class driven against the daemon core
+with stand-ins for the Windows modules (pywin32 only exists on Windows)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import types
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from syscafe_sync import stopping
+from syscafe_sync.db.models import SyncLog
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_unit_in_service_is_the_one_the_package_carries():
+    assert (REPO / "service" / "syscafe-sync.service").read_text() == (REPO / "syscafe_sync" / "service" / "syscafe-sync.service").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian package systemd)")
+def test_the_printed_unit_passes_systemd_analyze_verify(home, tmp_path):
+    unit = tmp_path / "syscafe-sync.service"
+    unit.write_text(run_cli(home, "service", "unit", check=0).stdout)
+    text = unit.read_text()
+    assert f"Environment=SYSCAFE_SYNC_HOME={home}" in text
+    program = text.split("ExecStart=", 1)[1].split()[0]
+    assert Path(program).exists() and program.endswith("syscafe-sync")
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # and verify does catch a broken unit, so the check above means something
+    unit.write_text(text.replace(program, str(tmp_path / "no-such-program")))
+    assert subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True).returncode != 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="on Windows `service install` installs for real")
+def test_service_install_elsewhere_than_windows_says_what_to_do(home):
+    proc = run_cli(home, "service", "install")
+    assert proc.returncode == 2
+    assert "syscafe-sync service unit" in proc.stderr and "systemctl enable" in proc.stderr
+
+
+# --- the Windows service class --------------------------------------------------------------------
+
+class _FakeWindows:
+    """Just enough of pywin32 for the service class: what it reports, the options it stores."""
+
+    SERVICE_STOP_PENDING, SERVICE_RUNNING, SERVICE_AUTO_START, SERVICE_DEMAND_START = 3, 4, 2, 3
+
+    def __init__(self, options: dict):
+        self.options = options
+        self.reported: list[int] = []
+        self.events: list[str] = []
+        fake = self
+
+        class ServiceFramework:
+            def __init__(self, args):
+                self.args = args
+
+            def ReportServiceStatus(self, status, waitHint=0):
+                fake.reported.append(status)
+
+        self.modules = {
+            "win32serviceutil": types.SimpleNamespace(
+                ServiceFramework=ServiceFramework,
+                GetServiceCustomOption=lambda name, key: fake.options.get(key),
+                SetServiceCustomOption=lambda name, key, value: fake.options.__setitem__(key, value)),
+            "win32service": types.SimpleNamespace(
+                SERVICE_STOP_PENDING=self.SERVICE_STOP_PENDING, SERVICE_RUNNING=self.SERVICE_RUNNING,
+                SERVICE_AUTO_START=self.SERVICE_AUTO_START, SERVICE_DEMAND_START=self.SERVICE_DEMAND_START),
+            "servicemanager": types.SimpleNamespace(
+                LogInfoMsg=lambda m: fake.events.append(f"info: {m}"), LogErrorMsg=lambda m: fake.events.append(f"error: {m}")),
+        }
+
+
+@pytest.fixture
+def windows(monkeypatch):
+    def make(options):
+        fake = _FakeWindows(options)
+        for name, module in fake.modules.items():
+            monkeypatch.setitem(sys.modules, name, module)
+        monkeypatch.delitem(sys.modules, "syscafe_sync.winservice", raising=False)
+        import syscafe_sync.winservice as winservice
+
+        return fake, winservice
+
+    yield make
+    stopping.requested.clear()
+
+
+def _wait(predicate, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_the_windows_service_runs_the_daemon_core_and_its_stop_ends_it(home, two, windows):
+    fake, winservice = windows({"home": str(home), "db": ""})
+    service = winservice.SyscafeSyncService(["syscafe-sync"])
+    runner = threading.Thread(target=service.SvcDoRun)
+    runner.start()
+    try:
+        assert _wait(lambda: SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "pass")).exists())
+    finally:
+        service.SvcStop()
+        runner.join(15)
+    assert not runner.is_alive(), "the stop reached the daemon core"
+    assert fake.reported == [fake.SERVICE_RUNNING, fake.SERVICE_STOP_PENDING]
+    assert fake.events[0].startswith(f"info: syscafe-sync: serving home {home}")
+    modes = [r.mode for r in SyncLog.select().where(SyncLog.action == "daemon").order_by(SyncLog.id)]
+    assert modes[0] == "start" and modes[-1] == "stop"
+
+
+def test_a_windows_service_that_cannot_start_says_why_in_the_event_log(tmp_path, windows):
+    fake, winservice = windows({"home": str(tmp_path / "never-initialised"), "db": ""})
+    service = winservice.SyscafeSyncService(["syscafe-sync"])
+    with pytest.raises(Exception, match="run `syscafe-sync"):
+        service.SvcDoRun()
+    assert fake.events and fake.events[0].startswith("error: syscafe-sync stopped:") and "init" in fake.events[0]
+
+
+def test_install_keeps_home_and_database_as_the_services_parameters(windows, monkeypatch):
+    fake, winservice = windows({})
+    installed = {}
+    monkeypatch.setattr(sys.modules["win32serviceutil"], "InstallService",
+                        lambda cls, name, display, **kw: installed.update(cls=cls, name=name, **kw), raising=False)
+    monkeypatch.setattr(sys.modules["win32service"], "__file__", str(Path(sys.executable)), raising=False)
+    winservice.install("C:\\ProgramData\\syscafe-sync", "postgresql://sync@db/main", "manual")
+    assert installed["cls"] == "syscafe_sync.winservice.SyscafeSyncService" and installed["name"] == "syscafe-sync"
+    assert installed["startType"] == fake.SERVICE_DEMAND_START
+    assert installed["exeName"].endswith("pythonservice.exe")
+    assert fake.options == {"home": "C:\\ProgramData\\syscafe-sync", "db": "postgresql://sync@db/main"}
