@@ -72,7 +72,8 @@ class Daemon:
         if not self.lease.try_acquire():
             raise AlreadyRunning(f"another syscafe-sync daemon serves this database: {self.lease.describe_holder()}; "
                                  "stop that one first, or give this one another --home or --db.")
-        self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}")
+        self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}",
+                  details={"interval_s": self.interval_s})
         self.scheduler = BackgroundScheduler(
             timezone=self.config.timezone,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -8,6 +8,7 @@ what happened each time.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from . import synclog
 from .db import write_transaction
@@ -57,7 +58,9 @@ def daemon_status(now: dt.datetime | None = None) -> dict:
     lease = Lease.get_or_none(Lease.name == DAEMON_LEASE)
     running = lease is not None and lease.expires_at > now.timestamp() and (lease.host != HOST or pid_alive(lease.pid))
     last = SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "pass")).order_by(SyncLog.id.desc()).first()
+    started = SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "start")).order_by(SyncLog.id.desc()).first()
     return {
+        "interval_s": json.loads(started.details).get("interval_s") if started and started.details else None,
         "running": running,
         "holder": f"process {lease.pid} on {lease.host}" if running else None,
         "last_pass": {"at": last.at.isoformat(), "outcome": last.outcome, "message": last.message} if last else None,

@@ -81,6 +81,7 @@ def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
             "refused_open": Refusal.select(fn.COUNT(Refusal.id)).where((Refusal.caja == c.name) & Refusal.resolved_at.is_null()).scalar(),
             "warnings": warnings,
             "failing": _failing(failing.get(c.name)),
+            "caja_json_codes": cj.codes if cj is not None and not cj.problem else None,
         })
     return out
 

@@ -1,0 +1,161 @@
+"""`doctor`: pre-flight checks of the main server, each with a plain fix (SPEC `doctor`).
+
+A check is ok, warn (worth a look, nothing is lost) or fail (something needs
+fixing: `doctor` exits 1). Checks that need the database are skipped, with
+the reason, when the database itself is the problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import asdict, dataclass
+
+from peewee import fn
+
+from . import db as db_mod
+from . import health, overview
+from .caja.catalog import KNOWN_KEYS
+from .config import Config
+from .db import migrations
+from .db.models import Catalog, CatalogRecord, SyncLog, utcnow
+
+# Catalogs a caja needs to sell; loyalty_balances is computed by the main server itself.
+NEEDED_CATALOGS = [c for c in KNOWN_KEYS if c != "loyalty_balances"]
+# The newest log row may be this far ahead of the clock before the clock is called wrong.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+@dataclass
+class Check:
+    check: str
+    status: str  # ok | warn | fail
+    message: str
+    fix: str = ""
+
+
+def run(config: Config, now: dt.datetime | None = None) -> list[Check]:
+    now = now or utcnow()
+    checks = [_home(config)]
+    database = _database(config)
+    checks.append(database)
+    if database.status == "fail":
+        return checks + [Check("the rest", "warn", "skipped: every other check needs the database", "fix the database first")]
+    cajas = overview.overview(config, now)
+    checks += _cajas(cajas)
+    checks.append(_codes(cajas))
+    checks.append(_catalogs())
+    checks.append(_clock(now))
+    checks.append(_daemon(config, now))
+    return checks
+
+
+def failed(checks: list[Check]) -> bool:
+    return any(c.status == "fail" for c in checks)
+
+
+def as_dict(checks: list[Check]) -> dict:
+    return {"ok": not failed(checks), "checks": [asdict(c) for c in checks]}
+
+
+def _home(config: Config) -> Check:
+    try:
+        with tempfile.NamedTemporaryFile(dir=config.home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("home writable", "fail", f"{config.home} cannot be written ({exc.strerror or exc})",
+                     f"give the account that runs syscafe-sync write access to {config.home}, or choose another --home")
+    return Check("home writable", "ok", f"{config.home}")
+
+
+def _database(config: Config) -> Check:
+    where = db_mod.redact(config.db_url)
+    try:
+        db_mod.require_file(config.db_url)
+        database = db_mod.connect(config.db_url)
+        version = migrations.current_version(database)
+    except Exception as exc:  # whatever the driver raises, the person needs the same sentence
+        return Check("database reachable", "fail", f"{where} cannot be opened ({exc})",
+                     "check --db / SYSCAFE_SYNC_DB and that the database server runs, then `syscafe-sync init`")
+    if version < migrations.LATEST:
+        return Check("database reachable", "fail", f"{where}: schema version {version}, this program needs {migrations.LATEST}",
+                     "run `syscafe-sync init` to upgrade the schema")
+    return Check("database reachable", "ok", f"{where}, schema version {version}")
+
+
+def _cajas(rows: list[dict]) -> list[Check]:
+    if not rows:
+        return [Check("cajas", "warn", "no caja is registered", "register each caja: `syscafe-sync caja add NAME --path ROOT`")]
+    out = []
+    for r in rows:
+        name = r["name"]
+        if not r["reachable"]:
+            machine = "" if r["ip_answers"] is None else (" (the machine answers)" if r["ip_answers"] else " (the machine does not answer either)")
+            out.append(Check(f"{name} reachable", "fail", f"{r['reason']}{machine}",
+                             f"turn the caja on and share its folder, or correct it: `syscafe-sync caja edit {name} --path ROOT`"))
+        else:
+            out.append(Check(f"{name} reachable", "ok", r["root"]))
+        if r["warnings"]:
+            out.append(Check(f"{name} caja.json", "fail", "; ".join(r["warnings"]),
+                             f"make caja.json at the caja and the registry agree: `syscafe-sync caja edit {name} --code …`"))
+        elif r["reachable"]:
+            out.append(Check(f"{name} caja.json", "ok", "agrees with the registry"))
+    return out
+
+
+def _codes(rows: list[dict]) -> Check:
+    """The registry gives a code to one caja only; the cajas' own caja.json files must not claim it twice either,
+    or two POS number the same sequence and one caja's vouchers are refused as the other's."""
+    owner = {code: r["name"] for r in rows for code in r["codes"]}
+    claims: dict[str, list[str]] = {}
+    for r in rows:
+        for code in r["caja_json_codes"] or []:
+            claims.setdefault(code, []).append(r["name"])
+    clashes = [f"{code} in the caja.json of {' and '.join(names)}" + (f" (registered to {owner[code]})" if code in owner else "")
+               for code, names in sorted(claims.items()) if len(names) > 1 or (code in owner and owner[code] != names[0])]
+    if clashes:
+        return Check("codes unique", "fail", "a code is claimed by more than one caja: " + "; ".join(clashes),
+                     "each code belongs to one caja for ever: give the other POS its own code in its caja.json")
+    return Check("codes unique", "ok", f"{len(owner)} codes, each with one caja")
+
+
+def _catalogs() -> Check:
+    counts = dict(CatalogRecord.select(CatalogRecord.catalog, fn.COUNT(CatalogRecord.id))
+                  .where(CatalogRecord.deleted == False).group_by(CatalogRecord.catalog).tuples())  # noqa: E712
+    loaded = {c for (c,) in Catalog.select(Catalog.name).tuples()}
+    missing = [c for c in NEEDED_CATALOGS if c not in loaded or not counts.get(c)]
+    if missing:
+        return Check("catalogs loaded", "fail", f"not loaded or empty: {', '.join(missing)}",
+                     "load each one: `syscafe-sync catalogs load NAME FILE`, then `syscafe-sync catalogs push`")
+    return Check("catalogs loaded", "ok", ", ".join(f"{c} ({counts[c]})" for c in NEEDED_CATALOGS))
+
+
+def _clock(now: dt.datetime) -> Check:
+    newest = SyncLog.select(fn.MAX(SyncLog.at)).scalar()
+    if isinstance(newest, str):
+        newest = dt.datetime.fromisoformat(newest)
+    if now.year < 2024:
+        return Check("clock sane", "fail", f"this machine says it is {now:%Y-%m-%d %H:%M} UTC",
+                     "set the date and time (and enable NTP: timedatectl set-ntp true, or Windows time sync)")
+    if newest and newest - now > CLOCK_SKEW:
+        return Check("clock sane", "fail", f"the log has a row written at {newest:%Y-%m-%d %H:%M} UTC, after this machine's now ({now:%Y-%m-%d %H:%M} UTC): the clock went back",
+                     "set the date and time (and enable NTP: timedatectl set-ntp true, or Windows time sync)")
+    return Check("clock sane", "ok", f"{now:%Y-%m-%d %H:%M} UTC")
+
+
+def _daemon(config: Config, now: dt.datetime) -> Check:
+    status = health.daemon_status(now)
+    failing = health.failing()
+    text = health.describe_daemon(status)
+    if failing:
+        worst = ", ".join(f"{c} ({h.failures} passes: {h.reason})" for c, h in sorted(failing.items()))
+        return Check("service", "fail", f"{text}; failing cajas: {worst}", "see `syscafe-sync log --level error` and fix each caja named")
+    if not status["running"]:
+        return Check("service", "warn", text, "start it: `systemctl start syscafe-sync` (Linux), `sc start syscafe-sync` (Windows), or `syscafe-sync daemon`")
+    last = status["last_pass"]
+    interval_s = status["interval_s"] or 60 * config.get("sync", "interval_minutes")
+    late = dt.timedelta(seconds=3 * interval_s + 60)
+    if last is None or now - dt.datetime.fromisoformat(last["at"]) > late:
+        return Check("service", "fail", f"{text}; no pass for more than three intervals",
+                     "a pass is stuck: see `syscafe-sync log --action daemon` and restart the service")
+    return Check("service", "ok", text)

@@ -1,0 +1,113 @@
+"""`doctor`: each check with a setup that fails it and one that passes it, through the program and the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+from conftest import cli_json, run_cli, write_config
+
+from syscafe_sync import catalogs, doctor, health, lease, synclog
+from syscafe_sync import config as config_mod
+from syscafe_sync.db.models import Lease, SyncLog, utcnow
+
+FIXTURE_CATALOGS = Path(__file__).resolve().parent.parent / "fixtures" / "catalogs"
+
+
+def by_check(doc: dict) -> dict[str, dict]:
+    return {c["check"]: c for c in doc["checks"]}
+
+
+def load_catalogs() -> None:
+    for f in sorted(FIXTURE_CATALOGS.iterdir()):
+        catalogs.load(f.name.split(".")[0], f)
+
+
+def test_a_healthy_main_server_passes_and_exits_0(home, two):
+    load_catalogs()
+    doc = cli_json(home, "doctor")
+    checks = by_check(doc)
+    assert doc["ok"] is True
+    assert [c for c in checks if checks[c]["status"] == "fail"] == []
+    for name in ("home writable", "database reachable", "CAJA1 reachable", "CAJA1 caja.json", "CAJA2 reachable",
+                 "CAJA2 caja.json", "codes unique", "catalogs loaded", "clock sane"):
+        assert checks[name]["status"] == "ok", checks[name]
+    # no daemon has run here: worth a look, not a failure
+    assert checks["service"]["status"] == "warn" and "systemctl start syscafe-sync" in checks["service"]["fix"]
+    assert SyncLog.select().where(SyncLog.action == "doctor").get().outcome == "ok"
+
+
+def test_an_unreachable_caja_and_a_disagreeing_caja_json_fail_with_their_fix(home, two, tmp_path):
+    c1, c2 = two
+    write_config(home, limits={"connect_timeout_s": 1.0})
+    c1.root.rename(tmp_path / "away")
+    c2.writer.write_caja_json("CAJA2", ["FV2", "NC2", "FV9"], "900123456-7")
+    proc = run_cli(home, "doctor")
+    assert proc.returncode == 1
+    assert "FAIL  CAJA1 reachable" in proc.stdout and "fix CAJA1 reachable: turn the caja on" in proc.stdout
+    assert "FAIL  CAJA2 caja.json" in proc.stdout and "FV9" in proc.stdout
+    logged = SyncLog.select().where(SyncLog.action == "doctor").get()
+    assert logged.outcome == "failed" and logged.level == "warning" and "CAJA1 reachable" in logged.message
+
+
+def test_a_code_claimed_by_two_cajas_fails_codes_unique(cfg, two):
+    c1, c2 = two
+    assert by_check(doctor.as_dict(doctor.run(cfg)))["codes unique"]["status"] == "ok"
+    c2.writer.write_caja_json("CAJA2", ["FV2", "NC2", "FV1"], "900123456-7")
+    check = by_check(doctor.as_dict(doctor.run(cfg)))["codes unique"]
+    assert check["status"] == "fail"
+    assert "FV1 in the caja.json of CAJA1 and CAJA2 (registered to CAJA1)" in check["message"]
+
+
+def test_missing_catalogs_fail(cfg, two):
+    check = by_check(doctor.as_dict(doctor.run(cfg)))["catalogs loaded"]
+    assert check["status"] == "fail" and "products" in check["message"] and "catalogs load" in check["fix"]
+    load_catalogs()
+    assert by_check(doctor.as_dict(doctor.run(cfg)))["catalogs loaded"]["status"] == "ok"
+
+
+def test_a_clock_that_went_back_fails(cfg, two):
+    assert by_check(doctor.as_dict(doctor.run(cfg)))["clock sane"]["status"] == "ok"
+    SyncLog.create(at=utcnow() + dt.timedelta(hours=2), level="info", action="import", outcome="ok", message="written by a clock ahead")
+    check = by_check(doctor.as_dict(doctor.run(cfg)))["clock sane"]
+    assert check["status"] == "fail" and "the clock went back" in check["message"]
+
+
+def test_an_unreachable_database_fails_and_the_rest_is_skipped(home, tmp_path):
+    proc = run_cli(home, "--db", f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}", "--json", "doctor")
+    assert proc.returncode == 1
+    checks = by_check(__import__("json").loads(proc.stdout))
+    assert checks["database reachable"]["status"] == "fail" and "syscafe-sync init" in checks["database reachable"]["fix"]
+    assert checks["the rest"]["status"] == "warn"
+    assert checks["home writable"]["status"] == "ok"
+
+
+def test_a_home_that_cannot_be_written_fails(fs):
+    from pyfakefs.helpers import set_uid
+
+    set_uid(1000)  # root writes anywhere; the service account does not
+    fs.create_dir("/srv/home")
+    os.chmod("/srv/home", 0o555)
+    cfg = config_mod.Config(home=Path("/srv/home"), db_url="sqlite:///:memory:", values={})
+    check = doctor._home(cfg)
+    assert check.status == "fail" and "/srv/home cannot be written" in check.message and "write access" in check.fix
+    os.chmod("/srv/home", 0o755)
+    assert doctor._home(cfg).status == "ok"
+
+
+def test_the_service_check_follows_the_daemon(cfg, two):
+    # a running daemon is its lease and its pass rows; here this test process plays the daemon
+    Lease.create(name=health.DAEMON_LEASE, holder="t", host=lease.HOST, pid=os.getpid(), acquired_at=utcnow(), expires_at=time.time() + 600)
+    synclog.record(synclog.Entry(action="daemon", mode="start", outcome="ok", message="daemon started", details={"interval_s": 60.0}))
+    synclog.record(synclog.Entry(action="daemon", mode="pass", outcome="ok", message="pass 1: 2 of 2 cajas ok"))
+    check = by_check(doctor.as_dict(doctor.run(cfg)))["service"]
+    assert check["status"] == "ok" and check["message"].startswith(f"daemon: running as process {os.getpid()}")
+    # no pass for more than three intervals: stuck
+    later = utcnow() + dt.timedelta(minutes=5)
+    assert by_check(doctor.as_dict(doctor.run(cfg, later)))["service"]["status"] == "fail"
+    # a caja failing pass after pass
+    health.record({"CAJA1": ["unreachable: gone"], "CAJA2": []}, threshold=3)
+    check = by_check(doctor.as_dict(doctor.run(cfg)))["service"]
+    assert check["status"] == "fail" and "CAJA1 (1 passes: unreachable: gone)" in check["message"]
