@@ -53,6 +53,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "batch_size": 500,
         # Cajas served at once by a full pass (`sync`, the service).
         "workers": 4,
+        # Files read at once from one smb:// caja: each costs several network round trips.
+        "smb_read_workers": 8,
     },
     "log": {
         "retention_days": 90,
@@ -94,6 +96,17 @@ lease_s = {lease_s}
 batch_size = {batch_size}
 # Cajas served at once by a full pass (`sync`, the service).
 workers = {workers}
+# Files read at once from one smb:// caja (first and overwrite imports read many).
+smb_read_workers = {smb_read_workers}
+
+# Credentials for smb:// roots (never put a password in the root itself):
+# [smb.hosts."192.168.1.12"]
+# username = "syscafe"
+# password = "…"
+# or per caja, which wins over the host:
+# [smb.cajas."CAJA2"]
+# password = "…"
+# Failing both, the environment: SYSCAFE_SYNC_SMB_USERNAME, SYSCAFE_SYNC_SMB_PASSWORD.
 
 [log]
 # Days the sync log keeps its rows in the database.
@@ -113,7 +126,8 @@ _TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
 class Config:
     home: Path
     db_url: str
-    values: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Not in the repr: it holds the smb passwords, and a repr ends up in tracebacks.
+    values: dict[str, dict[str, object]] = field(default_factory=dict, repr=False)
 
     def get(self, section: str, key: str):
         return self.values[section][key]
@@ -194,6 +208,10 @@ def validate(config: Config) -> None:
                 raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a {type(default).__name__} like {_toml(default)}.")
             if not isinstance(default, bool) and isinstance(default, (int, float)) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a finite number greater than zero.")
+    if "smb" in config.values:
+        from .storage.smb_url import validate_config
+
+        validate_config(config.values["smb"], config.config_path)
     tz = config.values["sync"]["timezone"]
     try:
         zoneinfo.ZoneInfo(tz)

@@ -41,3 +41,9 @@ class Unreachable(SyncError):
 
 class Busy(SyncError):
     """Another run holds the caja."""
+
+
+class CredentialsRefused(SyncError):
+    """An smb:// root's server refused its user and password, or none were found.
+
+    Not an OSError: a caja's credentials are never mistaken for one bad file."""

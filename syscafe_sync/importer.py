@@ -11,6 +11,7 @@ with the one stored, so an unchanged voucher is not rewritten.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import hashlib
@@ -229,15 +230,24 @@ class _CajaImport(CajaJob):
                 self.resolved += [p for e, k in todo if k in existing and (p := f"{self.folder}/{e.name}") in open_refusals]
             todo = new
         done = total - len(todo)
-        for entry, key in todo:
-            if self.stop.is_set():
-                raise Cancelled()
-            self._one(entry, key, f"{self.folder}/{entry.name}", codes, owners, existing.get(key))
-            if len(self.batch) >= self.batch_size:
-                self._flush()
-            done += 1
-            if self.progress:
-                self.progress(self.caja.name, done, total)
+        # Reads go ahead of the checks (several at once on an SMB root); files refused
+        # from the listing alone are never opened.
+        wanted = [f"{self.folder}/{e.name}" for e, _ in todo if self._unread_refusal(e) is None]
+        with contextlib.closing(self.storage.read_many(wanted, self.limit)) as reads:
+            for entry, key in todo:
+                if self.stop.is_set():
+                    raise Cancelled()
+                path = f"{self.folder}/{entry.name}"
+                why = self._unread_refusal(entry)
+                if why:
+                    self._refuse(path, why)
+                else:
+                    self._one(key, path, next(reads)[1], codes, owners, existing.get(key))
+                if len(self.batch) >= self.batch_size:
+                    self._flush()
+                done += 1
+                if self.progress:
+                    self.progress(self.caja.name, done, total)
         self._flush()
 
     def _classify(self, entries: list[Entry]) -> list[tuple[Entry, tuple[str, int] | None]]:
@@ -261,18 +271,22 @@ class _CajaImport(CajaJob):
     def _refuse(self, path: str, reason: str, sha: str | None = None) -> None:
         self.refused.append((path, reason, sha))
 
-    def _one(self, entry: Entry, key, path: str, codes: set[str], owners: dict[str, str], known) -> None:
+    def _too_big(self) -> str:
+        return f"it is over the limit of {self.limit} bytes (limits.max_file_bytes)"
+
+    def _unread_refusal(self, entry: Entry) -> str | None:
+        """Why the listing alone refuses this file, or None when it must be read."""
         if entry.outside:
-            return self._refuse(path, "it is a link that leads outside the caja root")
-        too_big = f"it is over the limit of {self.limit} bytes (limits.max_file_bytes)"
+            return "it is a link that leads outside the caja root"
         if entry.size is not None and entry.size > self.limit:
-            return self._refuse(path, too_big)
-        try:
-            raw = self.storage.read(path, limit=self.limit)
-        except OSError as exc:
-            if exc.errno == errno.EFBIG:
-                return self._refuse(path, too_big)
-            return self._refuse(path, f"it could not be read ({exc.strerror or exc})")
+            return self._too_big()
+        return None
+
+    def _one(self, key, path: str, raw: bytes | OSError, codes: set[str], owners: dict[str, str], known) -> None:
+        if isinstance(raw, OSError):
+            if raw.errno == errno.EFBIG:
+                return self._refuse(path, self._too_big())
+            return self._refuse(path, f"it could not be read ({raw.strerror or raw})")
         sha = hashlib.sha256(raw).hexdigest()
         if known and known[1] == sha:
             self.result.skipped += 1

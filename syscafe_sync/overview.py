@@ -12,27 +12,35 @@ from . import health, registry, synclog
 from .caja import layout
 from .config import Config
 from .db.models import Refusal, Voucher, utcnow
-from .storage import open_root
+from .errors import CredentialsRefused, Unreachable
+from .storage import open_root, smb_url
 
 
-def _probe(caja, day: dt.date, timeout: float, out: dict) -> None:
+def _probe(config: Config, caja, day: dt.date, timeout: float, out: dict) -> None:
     """Lists the root and the day's folder and reads caja.json; results land in `out`."""
-    storage = open_root(caja.root)
+    storage = open_root(caja.root, config, caja.name)
     try:
         storage.list("")
-    except OSError as exc:
-        out["reason"] = f"{caja.root} did not answer ({exc.strerror or exc})"
+    except CredentialsRefused as exc:
+        out["reason"] = str(exc)
+        return
+    except (OSError, Unreachable) as exc:
+        storage.forget()
+        out["reason"] = f"{caja.root} did not answer ({getattr(exc, 'strerror', None) or exc})"
         return
     out["reachable"] = True
     try:
         out["names"] = [e.name for e in storage.list(layout.day_folder(day))]
-    except OSError:
+    except (OSError, Unreachable):
         out["names"] = []
-    out["caja_json"] = registry.read_caja_json(caja.root, timeout)
+    out["caja_json"] = registry.read_caja_json(caja.root, timeout, config, caja.name)
 
 
-def _probe_ip(ip: str, timeout: float, out: dict) -> None:
-    out["ip_answers"] = registry.ip_answers(ip, timeout)
+def _probe_ip(ip: str, root: str, timeout: float, out: dict) -> None:
+    # An smb:// root with its own port is probed there; otherwise the SMB ports.
+    url = smb_url.parse(root) if smb_url.is_smb(root) else None
+    ports = (url.port,) if url and url.explicit_port else registry.SMB_PORTS
+    out["ip_answers"] = registry.ip_answers(ip, timeout, ports)
 
 
 def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
@@ -44,9 +52,9 @@ def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
     probes = {c.name: {"reachable": False, "reason": None, "names": None, "caja_json": None, "ip_answers": None} for c in cajas}
     threads = []
     for c in cajas:
-        threads.append((c, threading.Thread(target=_probe, args=(c, day, timeout, probes[c.name]), daemon=True)))
+        threads.append((c, threading.Thread(target=_probe, args=(config, c, day, timeout, probes[c.name]), daemon=True)))
         if c.ip:
-            threads.append((c, threading.Thread(target=_probe_ip, args=(c.ip, timeout, probes[c.name]), daemon=True)))
+            threads.append((c, threading.Thread(target=_probe_ip, args=(c.ip, c.root, timeout, probes[c.name]), daemon=True)))
     for _, t in threads:
         t.start()
     deadline = time.monotonic() + timeout

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import socket
 from dataclasses import dataclass, field
 
 from peewee import fn
@@ -18,13 +17,13 @@ from . import bounded
 from .caja import layout
 from .db import write_transaction
 from .db.models import Caja, CajaCode, Voucher, utcnow
-from .errors import RegistryError, UnknownCaja, UsageError
+from .errors import CredentialsRefused, RegistryError, UnknownCaja, Unreachable, UsageError
 from .storage import normalise_root, open_root, root_key
+from .storage.probe import SMB_PORTS, tcp_answers
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _CODE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$|^[0-9a-fA-F:]+$")
-SMB_PORTS = (445, 139)
 
 
 @dataclass
@@ -32,6 +31,7 @@ class CajaJson:
     caja: str | None = None
     codes: list[str] = field(default_factory=list)
     problem: str | None = None  # why it could not be used, if it could not
+    credentials_refused: bool = False  # an smb:// root whose server would not take its user and password
 
 
 def check_name(name: str) -> str:
@@ -59,14 +59,18 @@ def check_ip(ip: str | None) -> str | None:
     return ip
 
 
-def read_caja_json(root: str, timeout: float) -> CajaJson:
+def read_caja_json(root: str, timeout: float, config=None, caja: str | None = None) -> CajaJson:
     """The root's caja.json, or the reason it cannot be used."""
-    storage = open_root(root)
+    storage = open_root(root, config, caja)
     try:
         raw = bounded.call(lambda: storage.read(layout.CAJA_JSON, limit=64 * 1024), timeout, f"reading {root}")
     except FileNotFoundError:
         return CajaJson(problem=f"{root} has no {layout.CAJA_JSON}")
-    except (OSError, bounded.TimedOut) as exc:
+    except CredentialsRefused as exc:
+        storage.forget()
+        return CajaJson(problem=str(exc), credentials_refused=True)
+    except (OSError, Unreachable, bounded.TimedOut) as exc:
+        storage.forget()
         return CajaJson(problem=f"{root} could not be read ({exc})")
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -152,7 +156,8 @@ class Registered:
     warnings: list[str]
 
 
-def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[str, ...] = (), timeout: float = 5.0) -> Registered:
+def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[str, ...] = (), timeout: float = 5.0,
+        config=None) -> Registered:
     check_name(name)
     root = normalise_root(root)
     ip = check_ip(ip)
@@ -161,7 +166,10 @@ def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[st
         raise RegistryError(f"a caja named {name} is already registered; pick another name or use `caja edit {name}`.")
     key = root_key(root)
     _check_root_free(name, key, root)
-    cj = read_caja_json(root, timeout)
+    cj = read_caja_json(root, timeout, config, name)
+    if cj.credentials_refused:
+        # Registering a root we know we cannot open would only fail every pass from now on.
+        raise RegistryError(f"caja {name} was not registered: {cj.problem}")
     final = list(dict.fromkeys(given or cj.codes))
     if not final:
         why = f" ({cj.problem})" if cj.problem else ""
@@ -185,6 +193,7 @@ def edit(
     add_codes: list[str] | tuple[str, ...] = (),
     remove_codes: list[str] | tuple[str, ...] = (),
     timeout: float = 5.0,
+    config=None,
 ) -> Registered:
     with write_transaction():
         caja = get(name)
@@ -219,7 +228,7 @@ def edit(
             CajaCode.delete().where((CajaCode.caja == caja) & CajaCode.code.in_(list(remove_codes))).execute()
         if added:
             CajaCode.insert_many([{"code": c, "caja": caja} for c in added]).execute()
-    cj = read_caja_json(caja.root, timeout)
+    cj = read_caja_json(caja.root, timeout, config, caja.name)
     warnings = ([cj.problem] if cj.problem else []) + disagreements(caja.name, remaining, cj)
     return Registered(caja, sorted(remaining), warnings)
 
@@ -233,13 +242,6 @@ def remove(name: str) -> int:
     return kept
 
 
-def ip_answers(ip: str, timeout: float) -> bool:
+def ip_answers(ip: str, timeout: float, ports: tuple[int, ...] = SMB_PORTS) -> bool:
     """A TCP connect to the SMB ports (445, then 139), no ICMP needed, within `timeout` in all."""
-    per_port = timeout / len(SMB_PORTS)
-    for port in SMB_PORTS:
-        try:
-            with socket.create_connection((ip, port), timeout=per_port):
-                return True
-        except OSError:
-            continue
-    return False
+    return tcp_answers(ip, ports, timeout)

@@ -14,7 +14,7 @@ from typing import Protocol
 from . import bounded, stopping
 from .config import Config
 from .db.models import database
-from .errors import Busy
+from .errors import Busy, CredentialsRefused, Unreachable
 from .lease import CajaLease
 from .storage import Storage, open_root
 
@@ -67,14 +67,19 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
     except Busy as exc:
         result.outcome, result.message = "busy", str(exc)
         return
-    job = None
+    job = storage = None
     try:
-        storage = open_root(caja.root)
+        storage = open_root(caja.root, config, caja.name)
         try:
             bounded.call(lambda: storage.list(""), limits["connect_timeout_s"], f"listing {caja.root}")
-        except (OSError, bounded.TimedOut) as exc:
+        except CredentialsRefused as exc:
+            result.outcome, result.message = "failed", str(exc)
+            storage.forget()
+            return
+        except (OSError, Unreachable, bounded.TimedOut) as exc:
             result.outcome = "unreachable"
             result.message = f"{caja.root} did not answer ({exc}); check that the caja is on and its folder shared."
+            storage.forget()  # a listing still waiting on a frozen server wakes up and ends
             return
         job = make_job(storage, lease)
         try:
@@ -84,10 +89,12 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
             result.outcome = "failed"
             result.message = f"{what} {caja.name} stopped: syscafe-sync was asked to stop ({exc or 'at a safe point'}); {cut_note}"
         except bounded.TimedOut:
-            job.cancel()
+            job.cancel()  # first, so the work stops instead of taking the dropped connection for bad files
+            storage.forget()
             result.outcome = "failed"
             result.message = f"{what} {caja.name} cut off after {limits['caja_timeout_s']:g} s (limits.caja_timeout_s); {cut_note}"
         except Exception as exc:  # one broken caja must not stop the others
+            storage.forget()  # the next pass dials afresh
             result.outcome = "failed"
             result.message = f"{what} {caja.name} failed: {exc}; {cut_note}"
     finally:

@@ -114,3 +114,46 @@ def run_cli(home: Path | None, *args: str, check: int | None = None, timeout: fl
 def cli_json(home: Path, *args: str, check: int | None = 0) -> dict:
     proc = run_cli(home, "--json", *args, check=check)
     return json.loads(proc.stdout)
+
+
+# --- a real Samba server (tests/samba.py) ---------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def samba(tmp_path_factory):
+    """One smbd on loopback for the session; skipped with its reason where it cannot run, failed under CI=true."""
+    from samba import SambaServer, unavailable
+
+    why = unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: the smb:// tests must run against a real Samba server, but {why}")
+        pytest.skip(why)
+    server = SambaServer(tmp_path_factory.mktemp("samba")).start()
+    yield server
+    server.stop()
+
+
+def smb_credentials(home: Path, user: str, password: str, host: str = "127.0.0.1") -> None:
+    """Appends a [smb.hosts."HOST"] entry to home's config.toml."""
+    with open(home / "config.toml", "a", encoding="utf-8") as f:
+        f.write(f'\n[smb.hosts."{host}"]\nusername = "{user}"\npassword = "{password}"\n')
+
+
+@pytest.fixture
+def smb_caja(samba, home):
+    """Caja folders inside the Samba shares, emptied for each test, and home given the share's credentials.
+    smb_caja("CAJA1", "caja1") → (CajaFolder written on the server's disk, its smb:// root)."""
+    import shutil
+
+    from samba import PASSWORD, USER
+
+    for path in samba.shares.values():
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    smb_credentials(home, USER, PASSWORD)
+
+    def make(name: str, share: str, codes: list[str] | None = None) -> tuple[CajaFolder, str]:
+        folder = CajaFolder(samba.shares[share] / "Datos" / "EMP01", name, codes or [f"FV{name[-1]}", f"NC{name[-1]}"])
+        return folder, samba.url(share, "Datos/EMP01")
+
+    return make

@@ -24,14 +24,14 @@ def _log(action: str, name: str, message: str) -> None:
 
 @caja.command("add")
 @click.argument("name")
-@click.option("--path", "root", required=True, help="The caja's data folder: a local path, a mounted share or a UNC path (\\\\CAJA2\\Syscafe\\Datos\\EMP01).")
+@click.option("--path", "root", required=True, help="The caja's data folder: a local path, a mounted share, a UNC path (\\\\CAJA2\\Syscafe\\Datos\\EMP01) or smb://USER@HOST[:PORT]/SHARE/PATH (password in config.toml or SYSCAFE_SYNC_SMB_PASSWORD, never in the URL).")
 @click.option("--ip", help="The caja machine's IP or host name; lets `caja list` say whether the machine answers.")
 @click.option("--code", "codes", multiple=True, help="A voucher code of this caja (repeat for each); default: the codes in the root's caja.json.")
 @pass_app
 def caja_add(app: App, name, root, ip, codes):
     """Register caja NAME with its data folder, IP and voucher codes."""
     cfg = app.open()
-    done = registry.add(name, root, ip, codes, timeout=cfg.limits["connect_timeout_s"])
+    done = registry.add(name, root, ip, codes, timeout=cfg.limits["connect_timeout_s"], config=cfg)
     _log("caja add", name, f"registered with root {done.caja.root}, codes {', '.join(done.codes)}")
     for w in done.warnings:
         synclog.record(synclog.Entry(action="caja add", outcome="ok", caja=name, level="warning", message=w))
@@ -84,7 +84,7 @@ def caja_edit(app: App, name, new_name, root, ip, add_codes, remove_codes):
     """Change caja NAME: name, root, IP or codes."""
     cfg = app.open()
     done = registry.edit(name, new_name=new_name, root=root, ip=ip, add_codes=add_codes, remove_codes=remove_codes,
-                         timeout=cfg.limits["connect_timeout_s"])
+                         timeout=cfg.limits["connect_timeout_s"], config=cfg)
     _log("caja edit", done.caja.name, f"root {done.caja.root}, ip {done.caja.ip or '-'}, codes {', '.join(done.codes)}")
     app.emit(
         {"caja": done.caja.name, "root": done.caja.root, "ip": done.caja.ip, "codes": done.codes, "warnings": done.warnings},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from ..errors import OutsideRoot
@@ -28,7 +29,7 @@ class Entry(NamedTuple):
 
 
 class Storage(ABC):
-    """A caja root: list a folder, read a file. Later issues add the writes of the catalog push."""
+    """A caja root: list a folder, read files, and write the catalogs folder."""
 
     #: the root as the user gave it, for messages
     display: str
@@ -44,6 +45,21 @@ class Storage(ABC):
     @abstractmethod
     def read_range(self, rel: str, offset: int, length: int | None = None) -> bytes:
         """Bytes of file `rel` from `offset`: `length` of them, or to the end (an append-only ledger's new part)."""
+
+    def read_many(self, rels: list[str], limit: int | None = None) -> Iterator[tuple[str, bytes | OSError]]:
+        """Files in the order given, each with its bytes or the OSError that stopped its read.
+        One after the other here; an SMB root reads several at once, since each file costs round trips."""
+        for rel in rels:
+            yield rel, self._read_or_error(rel, limit)
+
+    def _read_or_error(self, rel: str, limit: int | None) -> bytes | OSError:
+        try:
+            return self.read(rel, limit)
+        except OSError as exc:
+            return exc
+
+    def forget(self) -> None:
+        """Drops the connection the root holds, after a failure, so the next call reconnects. Nothing to drop locally."""
 
     # The writes of the catalog push. A caja's catalogs/ folder is the only place written.
 

@@ -1,0 +1,318 @@
+"""smb:// roots: a Windows (or Samba) share reached with smbprotocol's `smbclient`, no mount.
+
+Traps this module works around (../shared/NOTES.md):
+- every smbclient call gets `port=` (and the rest of the session's arguments):
+  the path-based session lookup otherwise dials 445;
+- sizes and kinds come from the listing's own attributes: `DirEntry.stat()`
+  re-dials without the port;
+- smbprotocol has no per-request time-out, so a frozen server blocks a call
+  for as long as it is frozen. The caller bounds each caja in a worker
+  (serve.py) and then calls `forget()`, which closes the socket without a
+  logoff: every call still waiting on it wakes up with an error, and the
+  next pass dials afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import smbclient
+from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBOSError, SMBResponseException
+from smbprotocol.file_info import FileAttributes
+from smbprotocol.header import NtStatus
+
+from ..caja.layout import temp_name
+from ..errors import CredentialsRefused, OutsideRoot, Unreachable
+from .base import Entry, Storage, split_rel
+from .local import retry_sharing
+from .probe import tcp_answers
+from .smb_url import ENV_PASSWORD, Credentials, SmbUrl
+
+# One smbclient connection cache per (host, port, user, share): dropping one caja's
+# connection after a failure never cuts another caja's work in half. forget() replaces
+# the cache with a new one, so that a dial stuck meanwhile, ending late, never leaves
+# its connection where a later pass would take it.
+_CACHES: dict[tuple, dict] = {}
+_CACHES_LOCK = threading.Lock()
+
+# What a server answers a session setup with when it will not take the user and password
+# (the last three, not named by smbprotocol: account disabled, restricted, locked out).
+_REFUSED_LOGON = {
+    NtStatus.STATUS_LOGON_FAILURE, NtStatus.STATUS_WRONG_PASSWORD, NtStatus.STATUS_PASSWORD_EXPIRED,
+    NtStatus.STATUS_ACCESS_DENIED, 0xC0000072, 0xC000006E, 0xC0000234,
+}
+# A file held open by another program: the POS, or a reader that let us delete but not replace.
+_HELD = {NtStatus.STATUS_SHARING_VIOLATION, NtStatus.STATUS_ACCESS_DENIED}
+
+
+class SmbStorage(Storage):
+    def __init__(self, url: SmbUrl, creds: Credentials, connect_timeout: float, read_workers: int, config_path=None):
+        self.url, self.display = url, url.root
+        self._creds, self._config_path = creds, config_path
+        self.connect_timeout, self.read_workers = connect_timeout, max(1, read_workers)
+        self._key = (url.host, url.port, (url.user or "").lower(), url.share.lower())
+        self._session_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SmbStorage({self.display!r})"
+
+    # --- the session -----------------------------------------------------------------------------
+
+    @property
+    def _cache(self) -> dict:
+        with _CACHES_LOCK:
+            return _CACHES.setdefault(self._key, {})
+
+    def _kw(self) -> dict:
+        return {"port": self.url.port, "username": self._creds.user, "password": self._creds.password,
+                "connection_timeout": self.connect_timeout, "connection_cache": self._cache}
+
+    def _session(self) -> None:
+        """Dials, after a TCP probe, when there is no live connection; refused credentials are said plainly."""
+        with self._session_lock:
+            cache = self._cache
+            conn = cache.get(f"{self.url.host}:{self.url.port}")
+            if conn is not None and conn.transport.connected and conn.session_table:
+                return
+            if conn is not None:
+                self._forget(cache)  # half set up (a dial cut off by a bound): never reused
+                cache = self._cache
+            # Half the bound: a machine on the LAN answers a connect in milliseconds, and the
+            # plain reason must be ready before the caller's own bound on the listing runs out.
+            probe = self.connect_timeout / 2
+            if not tcp_answers(self.url.host, (self.url.port,), probe):
+                # Unreachable, not OSError, here and below: a lost caja is never taken for one bad file.
+                raise Unreachable(f"{self.url.host} does not answer on TCP port {self.url.port} "
+                                  f"within {probe:g} s; check that the machine is on and shares files")
+            self._check_credentials()
+            try:
+                smbclient.register_session(self.url.host, **dict(self._kw(), connection_cache=cache))
+            except (SMBAuthenticationError, SMBResponseException) as exc:
+                self._forget(cache)
+                if isinstance(exc, SMBAuthenticationError) or getattr(exc, "status", None) in _REFUSED_LOGON:
+                    raise CredentialsRefused(self._refused(_status_name(exc))) from None
+                raise Unreachable(f"{self.display}: the SMB session could not be set up ({_status_name(exc)})") from None
+            except (SMBException, OSError, ValueError) as exc:
+                self._forget(cache)
+                raise Unreachable(f"{self.display}: the SMB connection failed ({_clean(exc)})") from None
+            if self._cache is not cache:
+                # forget() ran while this dial was stuck (the caller's bound ran out): what it made goes too.
+                self._forget(cache)
+                raise Unreachable(f"{self.display}: the connection was dropped while it was being set up")
+
+    def _check_credentials(self) -> None:
+        where = f"{self._config_path or 'config.toml'} under [smb.hosts.\"{self.url.host}\"]"
+        if not self._creds.user:
+            raise CredentialsRefused(f"{self.display} names no user; write the root as smb://USER@{self.url.host}/… "
+                                     f"or set username in {where}.")
+        if not self._creds.password:
+            raise CredentialsRefused(f"no password for user {self._creds.user!r} on {self.display}; put it in {where} "
+                                     f"(password = \"…\") or in the environment variable {ENV_PASSWORD}.")
+
+    def _refused(self, status: str) -> str:
+        return (f"{self.url.host} refused user {self._creds.user!r} with the password from {self._creds.source} ({status}); "
+                f"fix username/password under [smb.hosts.\"{self.url.host}\"] in {self._config_path or 'config.toml'} "
+                f"or set {ENV_PASSWORD}.")
+
+    def forget(self) -> None:
+        """Drops the connection without a logoff (a frozen server would never answer it)."""
+        self._forget(self._cache)
+
+    def _forget(self, cache: dict) -> None:
+        with _CACHES_LOCK:
+            if _CACHES.get(self._key) is cache:
+                del _CACHES[self._key]
+        for conn in list(cache.values()):
+            with contextlib.suppress(Exception):
+                conn.disconnect(close=False)  # closing the socket wakes every call still waiting on it
+        cache.clear()
+
+    # --- paths and errors ------------------------------------------------------------------------
+
+    def _path(self, rel: str) -> str:
+        return "\\".join((self.url.unc, *split_rel(rel)))
+
+    def _where(self, rel: str) -> str:
+        return f"{self.display}/{rel}" if rel else self.display
+
+    def _do(self, rel: str, fn):
+        """One remote step with smbprotocol's errors turned into ours: OSError for a file, Unreachable for the connection."""
+        self._session()
+        try:
+            return fn(self._path(rel))
+        except SMBOSError as exc:
+            raise _os_error(exc, self._where(rel)) from None
+        except SMBResponseException as exc:
+            if exc.status in _HELD:
+                raise PermissionError(errno.EACCES, f"held open by another program ({_status_name(exc)})", self._where(rel)) from None
+            raise OSError(errno.EIO, _status_name(exc), self._where(rel)) from None
+        except (SMBException, ValueError) as exc:
+            # A connection that broke under us: the caja is unreachable, not its file bad.
+            raise Unreachable(f"{self.display}: the SMB connection was lost ({_clean(exc)})") from None
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    def list(self, rel: str = "") -> list[Entry]:
+        def listing(path):
+            out = []
+            for e in smbclient.scandir(path, **self._kw()):
+                info = e.smb_info
+                if e.name in (".", ".."):
+                    continue
+                if info.file_attributes & FileAttributes.FILE_ATTRIBUTE_REPARSE_POINT:
+                    # A link: where it leads cannot be known from here, so it is refused by name.
+                    out.append(Entry(e.name, False, outside=True))
+                    continue
+                is_dir = bool(info.file_attributes & FileAttributes.FILE_ATTRIBUTE_DIRECTORY)
+                out.append(Entry(e.name, is_dir, None if is_dir else info.end_of_file))
+            return out
+
+        return self._do(rel, listing)
+
+    def _open(self, path: str, mode: str):
+        # share_access "rwd": reading never stops the POS from writing or renaming its files.
+        return smbclient.open_file(path, mode=mode, buffering=0, share_access="rwd", **self._kw())
+
+    def read(self, rel: str, limit: int | None = None) -> bytes:
+        def reading(path):
+            with self._open(path, "rb") as f:
+                size = f.fd.end_of_file  # from the open's own answer: no extra round trip
+                if limit is not None and size > limit:
+                    raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", self._where(rel))
+                return _read_exactly(f, size)
+
+        return self._do(rel, reading)
+
+    def read_range(self, rel: str, offset: int, length: int | None = None) -> bytes:
+        def reading(path):
+            with self._open(path, "rb") as f:
+                end = f.fd.end_of_file if length is None else min(f.fd.end_of_file, offset + length)
+                f.seek(offset)
+                return _read_exactly(f, max(0, end - offset))
+
+        return self._do(rel, reading)
+
+    def read_head(self, rel: str, length: int) -> bytes:
+        return self.read_range(rel, 0, length)
+
+    def read_many(self, rels: list[str], limit: int | None = None) -> Iterator[tuple[str, bytes | OSError]]:
+        """Several files read at once (each costs a few round trips), handed back in order,
+        at most a few per worker ahead so memory stays bounded."""
+        if len(rels) < 2 or self.read_workers < 2:
+            yield from super().read_many(rels, limit)
+            return
+        self._session()
+        pool = ThreadPoolExecutor(max_workers=self.read_workers, thread_name_prefix="smb-read")
+        ahead: deque = deque()
+        todo = iter(rels)
+        try:
+            for rel in todo:
+                ahead.append((rel, pool.submit(self._read_or_error, rel, limit)))
+                if len(ahead) >= 2 * self.read_workers:
+                    break
+            while ahead:
+                rel, fut = ahead.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    ahead.append((nxt, pool.submit(self._read_or_error, nxt, limit)))
+                yield rel, fut.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- writes (the catalog push) ---------------------------------------------------------------
+
+    def _stat(self, path: str):
+        st = smbclient.lstat(path, **self._kw())
+        if st.st_file_attributes & FileAttributes.FILE_ATTRIBUTE_REPARSE_POINT:
+            raise OutsideRoot(f"{path} is a link; the main server writes only plain files there.")
+        return st
+
+    def size(self, rel: str) -> int | None:
+        try:
+            return self._do(rel, lambda path: self._stat(path).st_size)
+        except FileNotFoundError:
+            return None
+
+    def makedirs(self, rel: str) -> None:
+        self._do(rel, lambda path: smbclient.makedirs(path, exist_ok=True, **self._kw()))
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        folder, _, name = rel.rpartition("/")
+        temp = f"{folder}/{temp_name(name)}" if folder else temp_name(name)
+
+        def writing(path):
+            with smbclient.open_file(path, mode="wb", buffering=0, **self._kw()) as f:
+                _write_all(f, data)
+                f.flush()
+
+        self._do(temp, writing)
+        try:
+            retry_sharing(lambda: self._do(rel, lambda path: smbclient.replace(self._path(temp), path, **self._kw())), rel)
+        except BaseException:
+            with contextlib.suppress(OSError, Unreachable):
+                self.remove(temp)
+            raise
+
+    def append(self, rel: str, data: bytes, at: int) -> int:
+        def appending(path):
+            try:
+                f = smbclient.open_file(path, mode="r+b", buffering=0, **self._kw())
+            except SMBOSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                f = smbclient.open_file(path, mode="w+b", buffering=0, **self._kw())
+            with f:
+                f.truncate(at)
+                f.seek(at)
+                _write_all(f, data)
+                f.flush()
+                return f.tell()
+
+        return self._do(rel, appending)
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._do(rel, lambda path: smbclient.remove(path, **self._kw()))
+
+
+def _read_exactly(f, size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        chunk = f.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(f, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
+
+
+def _status_name(exc) -> str:
+    status = getattr(exc, "status", None) or getattr(exc, "ntstatus", None)
+    for name, value in vars(NtStatus).items():
+        if name.startswith("STATUS_") and value == status:
+            return name
+    return _clean(exc)
+
+
+def _clean(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _os_error(exc: SMBOSError, where: str) -> OSError:
+    """The plain OSError subclass (FileNotFoundError, PermissionError, …) the rest of the code catches."""
+    if exc.ntstatus in _HELD:
+        return PermissionError(errno.EACCES, f"held open by another program ({_status_name(exc)})", where)
+    if exc.errno:
+        return OSError(exc.errno, exc.strerror, where)
+    return OSError(errno.EIO, _status_name(exc), where)
