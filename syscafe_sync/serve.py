@@ -16,6 +16,8 @@ from .config import Config
 from .db.models import database
 from .errors import Busy, CredentialsRefused, Unreachable
 from .lease import CajaLease
+from .storage import probe
+from .storage.local import on_local_disk
 from .storage import Storage, open_root
 
 
@@ -69,6 +71,11 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
         return
     job = storage = None
     try:
+        if caja.ip and not on_local_disk(caja.root) and not probe.tcp_answers(caja.ip, probe.SMB_PORTS, limits["connect_timeout_s"] / 2):
+            # SPEC: a share on a machine that does not answer is skipped at once, not after the OS's own time-outs
+            result.outcome = "unreachable"
+            result.message = f"{caja.name}'s machine {caja.ip} does not answer on the SMB ports (445, 139); check that it is on and on the network."
+            return
         storage = open_root(caja.root, config, caja.name)
         try:
             bounded.call(lambda: storage.list(""), limits["connect_timeout_s"], f"listing {caja.root}")

@@ -12,45 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .caja import layout
-from .storage.local import is_unc
-
-NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs", "davfs", "fuse.rclone"}
+from .storage.local import on_local_disk
 
 OnVoucher = Callable[[str, dt.date], None]
-
-
-def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """The type of the file system holding `path` (Linux), None where the system does not say."""
-    try:
-        lines = Path(mountinfo).read_text().splitlines()
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    best, fstype = "", None
-    for line in lines:
-        # id parent major:minor root mount-point options [optional fields] - fstype source super-options
-        left, _, right = line.partition(" - ")
-        fields = left.split()
-        if len(fields) < 5 or not right:
-            continue
-        point = fields[4].replace("\\040", " ")
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) > len(best):
-            best, fstype = point, right.split()[0]
-    return fstype
-
-
-def watchable(root: str) -> bool:
-    """A local folder of this machine; shares (smb://, UNC, network mounts) are not."""
-    if "://" in root or is_unc(root):
-        return False
-    return filesystem_type(root) not in NETWORK_FS
 
 
 class _Handler(FileSystemEventHandler):
@@ -85,7 +54,7 @@ class Watcher:
             self.observer = Observer()
             self.observer.start()
             self.watches = {}
-        wanted = {c.name: c.root for c in cajas if watchable(c.root)}
+        wanted = {c.name: c.root for c in cajas if on_local_disk(c.root)}
         alive = {e.watch for e in self.observer.emitters if e.is_alive()}
         for name, (root, watch) in list(self.watches.items()):
             # a watch whose folder went away (a disk unplugged, a folder restored) is dead: start it again

@@ -243,7 +243,7 @@ def test_a_new_voucher_in_a_local_folder_is_imported_within_seconds(home, two, d
 
 
 def test_network_shares_are_not_watched(tmp_path):
-    from syscafe_sync.watch import filesystem_type, watchable
+    from syscafe_sync.storage.local import filesystem_type, on_local_disk
 
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(
@@ -253,9 +253,9 @@ def test_network_shares_are_not_watched(tmp_path):
     assert filesystem_type("/mnt/caja2/movements", str(mountinfo)) == "cifs"
     assert filesystem_type("/mnt/caja 3", str(mountinfo)) == "nfs4"
     assert filesystem_type("/srv/caja1", str(mountinfo)) == "ext4"
-    assert not watchable("\\\\CAJA2\\Syscafe\\Datos")
-    assert not watchable("smb://caja2/syscafe")
-    assert watchable(str(tmp_path))
+    assert not on_local_disk("\\\\CAJA2\\Syscafe\\Datos")
+    assert not on_local_disk("smb://caja2/syscafe")
+    assert on_local_disk(str(tmp_path))
 
 
 # --- health ---------------------------------------------------------------------------------------

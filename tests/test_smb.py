@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-from conftest import DAY, cli_json, run_cli, write_config
+from conftest import DAY, cli_json, run_cli, smb_credentials, write_config
 
 from samba import PASSWORD, USER, SambaServer, free_port
 from syscafe_sync import catalogs, config as config_mod, importer, loyalty, overview, push, registry
@@ -226,6 +226,26 @@ def test_a_port_that_does_not_answer_is_skipped_at_once_with_the_reason(cfg):
     [r] = importer.import_day(cfg, ["CAJA9"], DAY).results
     assert r.outcome == "unreachable" and f"127.0.0.1 does not answer on TCP port {port}" in r.message
     assert time.monotonic() - started < 2.0
+
+
+def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_caja, caja_folder, home):
+    # SPEC: with an IP given, a share root on a machine that does not answer is skipped without waiting on SMB
+    _, root = smb_caja("CAJA1", "caja1")
+    registry.add("CAJA1", root, config=cfg)
+    local = caja_folder("CAJA2")
+    registry.add("CAJA2", str(local.root), config=cfg)
+    local.add_many(1, 2)
+    for name in ("CAJA1", "CAJA2"):
+        run_cli(home, "caja", "edit", name, "--ip", "192.0.2.1", check=0)  # TEST-NET-1: nothing answers there
+    write_config(home, limits={"connect_timeout_s": 1.0})
+    smb_credentials(home, USER, PASSWORD)
+    started = time.monotonic()
+    res = imported(config_mod.load(home))
+    assert res["CAJA1"].outcome == "unreachable"
+    assert "CAJA1's machine 192.0.2.1 does not answer on the SMB ports" in res["CAJA1"].message
+    # a folder on this machine's own disk is read whatever its caja's IP says
+    assert (res["CAJA2"].outcome, res["CAJA2"].imported) == ("ok", 2)
+    assert time.monotonic() - started < 3.0
 
 
 # --- roots and credentials, no server needed ----------------------------------------------------

@@ -193,3 +193,35 @@ def check_root_syntax(root: str) -> None:
         raise UsageError(
             f"root {root!r} is a Windows UNC path, which only Windows can open; on this system mount the share (mount -t cifs) and give the mount point as --path."
         )
+
+
+# File systems whose files live on another machine: no reliable change events, hangs when it is off.
+NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs", "davfs", "fuse.rclone"}
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the file system holding `path` (Linux), None where the system does not say."""
+    try:
+        lines = Path(mountinfo).read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, fstype = "", None
+    for line in lines:
+        # id parent major:minor root mount-point options [optional fields] - fstype source super-options
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, fstype = point, right.split()[0]
+    return fstype
+
+
+def on_local_disk(root: str) -> bool:
+    """A folder on a disk of this machine; shares (smb://, UNC, network mounts) are not."""
+    if "://" in root or is_unc(root):
+        return False
+    return filesystem_type(root) not in NETWORK_FS
