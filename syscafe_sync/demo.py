@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import config as config_mod
-from . import catalogs, demo_company, importer, loyalty, push, registry, rules, setup
+from . import audit, catalogs, demo_company, importer, loyalty, push, registry, resolutions, rules, setup
 from .db import redact
 from .db.models import Caja
 from .errors import UsageError
@@ -32,6 +32,8 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         raise UsageError(f"{home_path} already has cajas named {', '.join(taken)}; run the demo without --home, or with an empty home.")
     for name in demo_company.CAJAS:
         registry.add(name, str(cajas_dir / name), ip=None, codes=(), timeout=cfg.limits["connect_timeout_s"])
+    for code, (prefix, first, last, valid_from, valid_to, number) in demo_company.RESOLUTIONS.items():
+        resolutions.add(code, prefix, first, last, valid_from, valid_to, number)
     days = []
     for day in demo_company.DAYS:
         result = importer.import_day(cfg, list(demo_company.CAJAS), day, "skip")
@@ -42,6 +44,12 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
     for name, (file_name, key, _) in demo_company.catalog_files().items():
         loaded.append(catalogs.load(name, cajas_dir / demo_company.CATALOGS_DIR / file_name, key))
     pushed = push.push(cfg, list(demo_company.CAJAS), "partial").as_dict()
+    checked = audit.check()
+    audited = []
+    for day in demo_company.DAYS:
+        result = audit.audit(day)
+        audit.log_audit(result)
+        audited.append(result)
     report = {
         "action": "demo",
         "work": str(work),
@@ -52,6 +60,8 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         "rules": held_rules,
         "catalogs_loaded": [{k: c[k] for k in ("catalog", "version", "records")} for c in loaded],
         "catalogs_push": pushed,
+        "check": checked,
+        "audit": audited,
         "kept": keep,
         "db": redact(db_url) if db_url else None,
     }
@@ -81,6 +91,13 @@ def render(report: dict) -> str:
     out += ["", f"catalogs loaded on the main server: {loaded}", "catalogs pushed (first push: partial falls back to total):"]
     for r in report["catalogs_push"]["results"]:
         out.append(f"  {r['caja']}: {r['outcome']}, {r['upserts']} records, {r['bytes_written']} bytes, manifest committed")
+    out += ["", "the day audit: each caja's closing.json beside what the main server holds"]
+    for day in report["audit"]:
+        for c in day["cajas"]:
+            for code, e in c["codes"].items():
+                out.append(f"  {day['date']} {c['caja']} {code}: {audit.describe(e)}")
+    out += [f"finding: {f['caja']} {f['code']}-{f['number']}: {f['message']}" for f in report["check"]["findings"]]
+    out += [f"gap: {g['caja']} {g['code']}: numbers missing {audit.runs(g['missing'])}" for g in report["check"]["gaps"]]
     h = f"--home {report['home']}" + (f" --db {report['db']}" if report.get("db") else "")
     if report["kept"]:
         out += [
@@ -90,6 +107,10 @@ def render(report: dict) -> str:
             f"  syscafe-sync {h} vouchers list --caja CAJA2 --date 2026-11-21",
             f"  syscafe-sync {h} vouchers show FV2-1515",
             f"  syscafe-sync {h} vouchers refused",
+            f"  syscafe-sync {h} vouchers check",
+            f"  syscafe-sync {h} audit --date 2026-11-21",
+            f"  syscafe-sync {h} resolution list",
+            f"  syscafe-sync {h} doctor",
             f"  syscafe-sync {h} log --caja CAJA2",
             f"  syscafe-sync {h} catalogs show products",
             f"  syscafe-sync {h} loyalty show 1020304050",

@@ -8,20 +8,28 @@ the reason, when the database itself is the problem.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tempfile
 from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
 
 from peewee import fn
 
 from . import db as db_mod
-from . import health, overview
+from . import catalogs, health, overview, resolutions
 from .caja.catalog import KNOWN_KEYS
 from .config import Config
 from .db import migrations
-from .db.models import Catalog, CatalogRecord, SyncLog, utcnow
+from .db.models import Catalog, CatalogRecord, SyncLog, Voucher, VoucherLine, VoucherPayment, VoucherTax, utcnow
 
 # Catalogs a caja needs to sell; loyalty_balances is computed by the main server itself.
 NEEDED_CATALOGS = [c for c in KNOWN_KEYS if c != "loyalty_balances"]
+# Vouchers of this many days back must find their payment methods, taxes, sellers and products in the catalogs.
+COVER_DAYS = 30
+# A resolution ending within this many days, or used beyond this share, needs its successor asked for now.
+EXPIRY_DAYS = 30
+USED_PERCENT = 90.0
+NOTE_KINDS = {"adjustment_note", "credit_note"}
 # The newest log row may be this far ahead of the clock before the clock is called wrong.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -45,6 +53,8 @@ def run(config: Config, now: dt.datetime | None = None) -> list[Check]:
     checks += _cajas(cajas)
     checks.append(_codes(cajas))
     checks.append(_catalogs())
+    checks.append(_catalogs_cover(config, now))
+    checks += _resolutions(cajas, now.astimezone(config.timezone).date())
     checks.append(_clock(now))
     checks.append(_daemon(config, now))
     return checks
@@ -128,6 +138,77 @@ def _catalogs() -> Check:
         return Check("catalogs loaded", "fail", f"not loaded or empty: {', '.join(missing)}",
                      "load each one: `syscafe-sync catalogs load NAME FILE`, then `syscafe-sync catalogs push`")
     return Check("catalogs loaded", "ok", ", ".join(f"{c} ({counts[c]})" for c in NEEDED_CATALOGS))
+
+
+def _catalogs_cover(config: Config, now: dt.datetime) -> Check:
+    """What a caja integration needs: every payment method, tax, seller and product the vouchers of the last
+    COVER_DAYS days use is in the catalogs the cajas sell from, so reports and postings can name them."""
+    since = (now.astimezone(config.timezone).date() - dt.timedelta(days=COVER_DAYS)).isoformat()
+    recent = Voucher.day >= since
+    used = {
+        "payment_methods": {m for (m,) in VoucherPayment.select(VoucherPayment.method).join(Voucher).where(recent).distinct().tuples()},
+        "sellers": {s for (s,) in Voucher.select(Voucher.seller).where(recent & Voucher.seller.is_null(False)).distinct().tuples()},
+        "products": {p for (p,) in VoucherLine.select(VoucherLine.product).join(Voucher).where(recent & VoucherLine.product.is_null(False)).distinct().tuples()},
+    }
+    taxes_used = {(t, _rate(r)) for t, r in VoucherTax.select(VoucherTax.type, VoucherTax.rate).join(Voucher).where(recent).distinct().tuples()}
+    unknown = {name: sorted(keys - set(catalogs.live(name))) for name, keys in used.items()}
+    known_taxes = {(d.get("type"), _rate(d.get("rate"))) for d in map(json.loads, catalogs.live("taxes").values())}
+    unknown["taxes"] = sorted(f"{t} {r} %" for t, r in taxes_used - known_taxes)
+    gaps = {name: keys for name, keys in unknown.items() if keys}
+    if gaps:
+        text = "; ".join(f"{name}: {', '.join(keys[:10])}{' …' if len(keys) > 10 else ''}" for name, keys in gaps.items())
+        return Check("catalogs cover the vouchers", "fail", f"used by vouchers of the last {COVER_DAYS} days but not in the catalogs: {text}",
+                     "add them to the catalog files and load them again: `syscafe-sync catalogs load NAME FILE`")
+    return Check("catalogs cover the vouchers", "ok", f"every payment method, tax, seller and product of the last {COVER_DAYS} days is in the catalogs")
+
+
+def _rate(value) -> str | None:
+    """A rate compared by value: "8", "8.0" and "8.00" are one rate."""
+    try:
+        return str(Decimal(str(value)).normalize()) if value is not None else None
+    except InvalidOperation:
+        return str(value)
+
+
+def _resolutions(cajas: list[dict], today: dt.date) -> list[Check]:
+    """Every code that issues invoices needs a DIAN resolution valid today with numbers left; one about to run
+    out (days or numbers) needs a new one asked for now, since DIAN takes time to grant it."""
+    kinds: dict[str, set[str]] = {}
+    for code, kind in Voucher.select(Voucher.code, Voucher.kind).distinct().tuples():
+        kinds.setdefault(code, set()).add(kind)
+    with_any = {r["code"] for r in resolutions.listing()}
+    out = []
+    for code in sorted({code for c in cajas for code in c["codes"]}):
+        if kinds.get(code) and kinds[code] <= NOTE_KINDS:
+            continue  # adjustment and credit notes are numbered by the POS, not by a DIAN resolution
+        current = _current(code, today)
+        if current is None and not kinds.get(code) and code not in with_any:
+            # nothing imported yet tells whether it numbers invoices (needs one) or notes (needs none)
+            out.append(Check(f"{code} resolution", "warn", f"code {code} has no numbering resolution and no vouchers yet",
+                             f"if {code} issues invoices, record its DIAN resolution: `syscafe-sync resolution add {code} …`"))
+            continue
+        if current is None:
+            why = "has no numbering resolution" if code not in with_any else "has no resolution valid today with numbers left"
+            out.append(Check(f"{code} resolution", "fail", f"code {code} {why}",
+                             f"record the DIAN resolution: `syscafe-sync resolution add {code} --prefix P --from N --to N --valid-from D --valid-to D --number R`"))
+            continue
+        days_left = (dt.date.fromisoformat(current["valid_to"]) - today).days
+        if days_left < EXPIRY_DAYS or current["used_percent"] > USED_PERCENT:
+            out.append(Check(f"{code} resolution", "fail",
+                             f"resolution {current['number'] or '#' + str(current['id'])} of {code} ends in {days_left} days and is {current['used_percent']} % used",
+                             "ask DIAN for the next resolution now, then `syscafe-sync resolution add` it"))
+        else:
+            out.append(Check(f"{code} resolution", "ok", f"{current['prefix']} {current['from']}–{current['to']} until {current['valid_to']}, {current['used_percent']} % used"))
+    return out
+
+
+def _current(code: str, today: dt.date) -> dict | None:
+    """The resolution of `code` in force today with numbers left, the latest one first."""
+    for r in reversed(resolutions.listing(code, today)):
+        in_force = dt.date.fromisoformat(r["valid_from"]) <= today <= dt.date.fromisoformat(r["valid_to"])
+        if in_force and (r["highest_number"] is None or r["highest_number"] < r["to"]):
+            return r
+    return None
 
 
 def _clock(now: dt.datetime) -> Check:

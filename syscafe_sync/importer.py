@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from peewee import SqliteDatabase, chunked
 
-from . import catchup, findings, registry, synclog
+from . import audit, catchup, closings, findings, registry, resolutions, synclog
 from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused, parse
 from .config import Config
@@ -116,6 +116,8 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
         # A past day with no folder has nothing left to wait for; today's may still appear.
         closed = result.closed if result.closed is not None else day < today(config, now)
         catchup.mark(caja.name, day, closed)
+        if result.imported or result.updated:
+            audit.log_gaps(caja.name, day)
     return _finish(result, mode, started)
 
 
@@ -206,8 +208,11 @@ class _CajaImport(CajaJob):
             self.result.closed = None
             return
         self.result.closed = any(e.name == layout.CLOSING for e in entries)
+        if self.result.closed:
+            self._keep_closing()
         codes = set(registry.codes_of(self.caja))
         owners = registry.code_owner()
+        self.ranges = resolutions.for_codes(codes)
         where = (Voucher.caja == self.caja.name) & (Voucher.day == self.day.isoformat())
         # Raw cursors: peewee's row objects cost more than the rest of a re-run.
         if self.mode == "skip":
@@ -296,8 +301,20 @@ class _CajaImport(CajaJob):
             self._check_owner(parsed, key, codes, owners)
         except Refused as exc:
             return self._refuse(path, str(exc), sha)
-        found = findings.of_voucher(parsed, self.day, self.now)
+        h = parsed.header
+        found = findings.of_voucher(parsed, self.day, self.now) + resolutions.numbering(
+            h["code"], h["number"], h["prefix"], h["issued_at"], self.ranges.get(h["code"]))
         self.batch.append(_Kept(key, path, sha, raw.decode("utf-8"), parsed, found, known[0] if known else None))
+
+    def _keep_closing(self) -> None:
+        """Keeps the day's closing.json as it is now, for `audit`; what it says is checked there, not here."""
+        path = f"{self.folder}/{layout.CLOSING}"
+        try:
+            raw = self.storage.read(path, self.limit)
+        except OSError as exc:
+            self._notice(path, f"closing.json could not be read ({exc.strerror or exc})")
+            return
+        closings.keep(self.caja.name, self.day, raw)
 
     def _check_owner(self, parsed: ParsedVoucher, key, codes: set[str], owners: dict[str, str]) -> None:
         h = parsed.header

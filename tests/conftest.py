@@ -28,7 +28,8 @@ def voucher(caja: str, code: str, number: int, day: dt.date = DAY, **kw) -> dict
         {"product": "GAS-400", "description": "Gaseosa 400 ml", "quantity": "1", "unit_price": "4000.00",
          "taxes": [{"type": "IVA", "rate": "19"}]},
     ])
-    return make_voucher(caja, code, number, issued, lines, kw.pop("payments", None), prefix=f"POS{caja[-1]}", **kw)
+    kw.setdefault("prefix", f"POS{caja[-1]}")
+    return make_voucher(caja, code, number, issued, lines, kw.pop("payments", None), **kw)
 
 
 class CajaFolder:

@@ -18,7 +18,7 @@ def _check_report(report: dict) -> None:
     by = {(d["date"], r["caja"]): r for d in report["days"] for r in d["results"]}
     assert {k: v["imported"] for k, v in by.items()} == {
         ("2026-11-20", "CAJA1"): 9, ("2026-11-20", "CAJA2"): 12, ("2026-11-20", "CAJA3"): 6,
-        ("2026-11-21", "CAJA1"): 13, ("2026-11-21", "CAJA2"): 8, ("2026-11-21", "CAJA3"): 8,
+        ("2026-11-21", "CAJA1"): 13, ("2026-11-21", "CAJA2"): 8, ("2026-11-21", "CAJA3"): 7,
     }
     refused = {(r["caja"], f["path"]) for r in by.values() for f in r["refusals"]}
     assert refused == {
@@ -28,6 +28,13 @@ def _check_report(report: dict) -> None:
     assert {c["catalog"] for c in report["catalogs_loaded"]} == {"products", "groups", "taxes", "payment_methods", "sellers", "customers"}
     assert sum(r["entries"] for r in report["loyalty"]["results"]) == 31
     assert [(r["caja"], r["new"], r["conflicts"]) for r in report["rules"]["results"]] == [("CAJA1", 2, 0), ("CAJA2", 0, 0), ("CAJA3", 1, 0)]
+    # the audit: every code complete but CAJA3's FV3 on 2026-11-21, where FV3-2010 never reached the folder
+    statuses = {(d["date"], c["caja"], code): e["status"] for d in report["audit"] for c in d["cajas"] for code, e in c["codes"].items()}
+    assert {k for k, s in statuses.items() if s != "complete"} == {("2026-11-21", "CAJA3", "FV3")}
+    fv3 = [c for c in report["audit"][1]["cajas"] if c["caja"] == "CAJA3"][0]["codes"]["FV3"]
+    assert fv3["missing"] == [2010] and fv3["count"] == 7 and fv3["expected"]["count"] == 8
+    assert [(f["code"], f["number"], f["kind"]) for f in report["check"]["findings"]] == [("FV1", 1014, "payments")]
+    assert report["check"]["gaps"] == [{"caja": "CAJA3", "code": "FV3", "date": None, "missing": [2010]}]
     pushed = report["catalogs_push"]["results"]
     assert [(r["caja"], r["outcome"]) for r in pushed] == [("CAJA1", "ok"), ("CAJA2", "ok"), ("CAJA3", "ok")]
     if report["kept"]:
@@ -43,6 +50,8 @@ def test_demo_registers_imports_and_explains(tmp_path):
     out = proc.stdout
     assert "CAJA2 movements/2026-11-21/FV1-9001.json: code FV1 belongs to caja CAJA1" in out
     assert "not valid JSON" in out and "look further:" in out
+    assert "2026-11-21 CAJA3 FV3: mismatch: missing 2010" in out
+    assert "finding: CAJA1 FV1-1014: payments add up to 32940.00, but total is 33040.00" in out
     home = out.split("syscafe-sync --home ", 1)[1].split(" ", 1)[0]
     listed = json.loads(run_cli(Path(home), "--json", "vouchers", "list", "--caja", "CAJA2", "--date", "2026-11-21", check=0).stdout)
     assert [v["status"] for v in listed["vouchers"]].count("voided") == 1

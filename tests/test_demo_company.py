@@ -11,6 +11,7 @@ import pytest
 
 from syscafe_sync import demo_company
 from syscafe_sync.caja import layout
+from syscafe_sync.demo_company import LOST, SHORT_PAID
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CAJAS = ("CAJA1", "CAJA2", "CAJA3")
@@ -99,7 +100,7 @@ def D(text: str) -> Decimal:
 
 def test_every_good_voucher_adds_up(demo):
     root, _ = demo
-    count = 0
+    count, short = 0, []
     for rel, v in good_vouchers(root):
         count += 1
         base_sum = tax_sum = Decimal(0)
@@ -113,7 +114,12 @@ def test_every_good_voucher_adds_up(demo):
         t = v["totals"]
         assert D(t["base"]) == base_sum and D(t["tax"]) == tax_sum, rel
         assert D(t["total"]) == D(t["base"]) + D(t["tax"]) + D(t["tip"]), rel
-        assert sum(D(p["amount"]) for p in v["payments"]) == D(t["total"]), rel
+        paid = sum(D(p["amount"]) for p in v["payments"])
+        if (v["caja"], rel.split("/")[2]) == (SHORT_PAID[0], SHORT_PAID[1].isoformat()) and paid != D(t["total"]):
+            short.append(rel)
+            assert paid == D(t["total"]) - 100, rel  # the one voucher paid short on purpose: a finding
+        else:
+            assert paid == D(t["total"]), rel
         issued = dt.datetime.fromisoformat(v["issued_at"])
         assert issued.utcoffset() == dt.timedelta(hours=-5), rel
         assert issued.date().isoformat() == rel.split("/")[2], rel
@@ -121,7 +127,8 @@ def test_every_good_voucher_adds_up(demo):
         if "customer" in v:
             assert v["customer"]["id_type"] == "13"
             assert v["loyalty"]["earned"] == int(D(t["base"]) // 1000), rel
-    assert count == 56
+    assert count == 55
+    assert short == ["CAJA1/movements/2026-11-21/FV1-1014.json"]
 
 
 def test_content_matches_the_brief(demo):
@@ -137,7 +144,8 @@ def test_content_matches_the_brief(demo):
             assert per_day[caja][day] == len(in_folder)
     for code, first in FIRST.items():
         numbers = sorted(v["number"] for v in vouchers if v["code"] == code)
-        assert numbers == list(range(first, first + len(numbers)))
+        lost = [2010] if code == "FV3" else []  # sold, counted in closing.json, never written: audit's missing voucher
+        assert numbers == [n for n in range(first, first + len(numbers) + len(lost)) if n not in lost]
     voided = [v for v in vouchers if v["status"] == "voided"]
     assert [(v["caja"], v["issued_at"][:10]) for v in voided] == [("CAJA2", "2026-11-21")]
     notes = [v for v in vouchers if v["kind"] == "credit_note"]
@@ -160,6 +168,11 @@ def test_closings_agree_with_the_good_vouchers(demo):
         assert closing["caja"] == caja and closing["date"] == day
         for code, c in closing["codes"].items():
             mine = [v for v in vs if v["code"] == code]
+            if (caja, day) == (LOST[0], LOST[1].isoformat()):
+                # the lost voucher is in the closing, not in the folder
+                assert c["count"] == len(mine) + 1 and c["first"] < 2010 < c["last"]
+                assert D(c["total"]) > sum(D(v["totals"]["total"]) for v in mine if v["status"] == "active")
+                continue
             assert c["count"] == len(mine)
             assert (c["first"], c["last"]) == (min(v["number"] for v in mine), max(v["number"] for v in mine))
             assert c["voided"] == sum(v["status"] == "voided" for v in mine)

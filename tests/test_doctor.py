@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import cli_json, run_cli, write_config
 
-from syscafe_sync import catalogs, doctor, health, lease, synclog
+from syscafe_sync import catalogs, doctor, health, lease, resolutions, synclog
 from syscafe_sync import config as config_mod
 from syscafe_sync.db.models import Lease, SyncLog, utcnow
 
@@ -27,12 +27,16 @@ def load_catalogs() -> None:
 
 def test_a_healthy_main_server_passes_and_exits_0(home, two):
     load_catalogs()
+    today = dt.date.today()
+    for code in ("FV1", "FV2"):
+        resolutions.add(code, f"POS{code[-1]}", 1, 5000, today - dt.timedelta(days=30), today + dt.timedelta(days=300))
     doc = cli_json(home, "doctor")
     checks = by_check(doc)
     assert doc["ok"] is True
     assert [c for c in checks if checks[c]["status"] == "fail"] == []
     for name in ("home writable", "database reachable", "CAJA1 reachable", "CAJA1 caja.json", "CAJA2 reachable",
-                 "CAJA2 caja.json", "codes unique", "catalogs loaded", "clock sane"):
+                 "CAJA2 caja.json", "codes unique", "catalogs loaded", "catalogs cover the vouchers", "FV1 resolution",
+                 "FV2 resolution", "clock sane"):
         assert checks[name]["status"] == "ok", checks[name]
     # no daemon has run here: worth a look, not a failure
     assert checks["service"]["status"] == "warn" and "systemctl start syscafe-sync" in checks["service"]["fix"]

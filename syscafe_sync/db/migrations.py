@@ -38,6 +38,10 @@ def _service(db: Database) -> None:
     db.create_tables([m.ImportedDay, m.CajaHealth])
 
 
+def _completeness(db: Database) -> None:
+    db.create_tables([m.Resolution, m.DayClosing])
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -45,6 +49,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (3, "catalogs: records with versions, what each caja committed", _catalogs),
     (4, "loyalty ledgers and commercial rules", _loyalty_and_rules),
     (5, "the service: where each caja's catch-up starts, failing passes in a row", _service),
+    (6, "proof of completeness: numbering resolutions, the cajas' day closings", _completeness),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -350,3 +350,29 @@ class CajaHealth(Base):
     since = TimestampField(null=True)
     reason = TextField(default="")
     alerted = BooleanField(default=False)
+
+
+class Resolution(Base):
+    """A DIAN numbering resolution: the numbers a code may use, with which prefix, between which dates."""
+
+    code = CharField(index=True)
+    prefix = CharField()
+    number_from = BigIntegerField()
+    number_to = BigIntegerField()
+    valid_from = CharField()  # YYYY-MM-DD, inclusive
+    valid_to = CharField()  # YYYY-MM-DD, inclusive
+    number = CharField(null=True)  # the resolution's own number, as DIAN wrote it
+    created_at = TimestampField()
+
+
+class DayClosing(Base):
+    """A caja's closing.json (informe Z) for a day, as last read: what `audit` pairs with the vouchers held."""
+
+    caja = CharField()
+    day = CharField()
+    document = TextField()
+    sha256 = CharField()
+    read_at = TimestampField()
+
+    class Meta:
+        primary_key = CompositeKey("caja", "day")

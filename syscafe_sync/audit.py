@@ -1,0 +1,199 @@
+"""Proof of completeness: numbering gaps, `vouchers check` and the day audit against closing.json.
+
+Gaps are reported, never filled: a missing number is a sale the main server
+has not seen (or a number the POS skipped), and only a person can say which.
+A day's gaps continue from the last number of the days before, so a voucher
+lost at the turn of the day is caught too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from peewee import fn
+
+from . import closings, registry, synclog
+from .db.models import Voucher
+
+# The most missing numbers listed for one code; a typo jumping a million numbers ahead must not fill memory.
+MAX_LISTED = 10_000
+
+
+def _missing(numbers: list[int], start: int, end: int) -> list[int]:
+    """Numbers of start..end not in `numbers` (sorted), at most MAX_LISTED of them."""
+    out: list[int] = []
+    expected = start
+    for n in numbers:
+        if n < expected:
+            continue
+        if n > end:
+            break
+        out.extend(range(expected, min(n, expected + MAX_LISTED - len(out))))
+        expected = n + 1
+        if len(out) >= MAX_LISTED:
+            return out
+    out.extend(range(expected, min(end + 1, expected + MAX_LISTED - len(out))))
+    return out
+
+
+def gaps(code: str, day: dt.date | None = None) -> list[int]:
+    """Missing numbers of `code`: on `day`, from the last number held for the days before up to the day's
+    highest; without a day, between the lowest and highest number ever held."""
+    if day is None:
+        numbers = [n for (n,) in Voucher.select(Voucher.number).where(Voucher.code == code).order_by(Voucher.number).tuples()]
+        return _missing(numbers, numbers[0], numbers[-1]) if numbers else []
+    d = day.isoformat()
+    top = Voucher.select(fn.MAX(Voucher.number)).where((Voucher.code == code) & (Voucher.day == d)).scalar()
+    if top is None:
+        return []
+    before = Voucher.select(fn.MAX(Voucher.number)).where((Voucher.code == code) & (Voucher.day < d)).scalar()
+    start = before + 1 if before is not None else Voucher.select(fn.MIN(Voucher.number)).where((Voucher.code == code) & (Voucher.day == d)).scalar()
+    # a number held under any day counts: a voucher filed in the wrong day's folder is not missing
+    held = [n for (n,) in Voucher.select(Voucher.number)
+            .where((Voucher.code == code) & (Voucher.number >= start) & (Voucher.number <= top)).order_by(Voucher.number).tuples()]
+    return _missing(held, start, top)
+
+
+def log_gaps(caja: str, day: dt.date) -> None:
+    """After an import that brought something: one warning naming the day's gaps of the caja's codes."""
+    found = {code: g for code in codes_of_day(caja, day) if (g := gaps(code, day))}
+    if found:
+        synclog.record(synclog.Entry(action="check", caja=caja, outcome="ok", level="warning",
+                                     message=f"{day}: numbers missing in " + "; ".join(f"{c}: {runs(g)}" for c, g in found.items()),
+                                     details={"date": day.isoformat(), "gaps": found}))
+
+
+def codes_of_day(caja: str, day: dt.date) -> list[str]:
+    """The codes of a caja's vouchers that day (a removed caja's too)."""
+    return [c for (c,) in Voucher.select(Voucher.code).where((Voucher.caja == caja) & (Voucher.day == day.isoformat()))
+            .distinct().order_by(Voucher.code).tuples()]
+
+
+def runs(numbers: list[int]) -> str:
+    """12, 13, 14, 20 → "12–14, 20"."""
+    parts, start, prev = [], None, None
+    for n in numbers + [None]:
+        if start is not None and (n is None or n != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}–{prev}")
+            start = None
+        if n is not None and start is None:
+            start = n
+        prev = n
+    return ", ".join(parts)
+
+
+def check(day: dt.date | None = None, caja: str | None = None) -> dict:
+    """`vouchers check`: every voucher with findings, and the gaps of each code."""
+    q = Voucher.select(Voucher.caja, Voucher.code, Voucher.number, Voucher.day, Voucher.findings).where(Voucher.findings != "[]")
+    codes = Voucher.select(Voucher.caja, Voucher.code).distinct()
+    if day:
+        q, codes = q.where(Voucher.day == day.isoformat()), codes.where(Voucher.day == day.isoformat())
+    if caja:
+        q, codes = q.where(Voucher.caja == caja), codes.where(Voucher.caja == caja)
+    found = [
+        {"caja": c, "code": code, "number": n, "date": d, "kind": f["kind"], "message": f["message"]}
+        for c, code, n, d, fs in q.order_by(Voucher.day, Voucher.caja, Voucher.code, Voucher.number).tuples()
+        for f in json.loads(fs)
+    ]
+    missing = []
+    for c, code in sorted(codes.tuples()):
+        g = gaps(code, day)
+        if g:
+            missing.append({"caja": c, "code": code, "date": day.isoformat() if day else None, "missing": g})
+    return {"date": day.isoformat() if day else None, "findings": found, "gaps": missing}
+
+
+def audit(day: dt.date, caja: str | None = None) -> dict:
+    """`audit`: each caja's closing.json for `day` beside what the main server holds, per code."""
+    d = day.isoformat()
+    names = sorted({c.name for c in registry.all_cajas()} | {c for (c,) in Voucher.select(Voucher.caja).where(Voucher.day == d).distinct().tuples()})
+    if caja:
+        names = [registry.get(caja).name] if caja not in names else [caja]
+    return {"date": d, "cajas": [_audit_caja(name, day) for name in names]}
+
+
+def _held(caja: str, day: dt.date) -> dict[str, dict]:
+    held: dict[str, dict] = {}
+    rows = Voucher.select(Voucher.code, Voucher.number, Voucher.status, Voucher.total).where(
+        (Voucher.caja == caja) & (Voucher.day == day.isoformat())).order_by(Voucher.code, Voucher.number)
+    for code, number, status, total in rows.tuples():
+        h = held.setdefault(code, {"numbers": [], "voided": 0, "total": Decimal("0")})
+        h["numbers"].append(number)
+        if status == "voided":
+            h["voided"] += 1
+        else:
+            h["total"] += Decimal(str(total))
+    return held
+
+
+def _audit_caja(caja: str, day: dt.date) -> dict:
+    held = _held(caja, day)
+    out: dict = {"caja": caja, "codes": {}}
+    try:
+        said = closings.summaries(caja, day)
+    except closings.Unusable as exc:
+        out["problem"] = str(exc)
+        said = {}
+    for code in sorted(set(held) | set(said or {})):
+        h = held.get(code, {"numbers": [], "voided": 0, "total": Decimal("0")})
+        entry = {"count": len(h["numbers"]), "voided": h["voided"], "total": str(h["total"])}
+        if said is None:
+            entry.update(status="no_closing", missing=gaps(code, day), extra=[], expected=None)
+        elif code not in said:
+            entry.update(status="mismatch", missing=[], extra=h["numbers"][:MAX_LISTED], expected=None,
+                         problem="closing.json does not mention this code" if "problem" not in out else out["problem"])
+        else:
+            s = said[code]
+            missing = _missing(h["numbers"], s.first, s.last)
+            extra = [n for n in h["numbers"] if n < s.first or n > s.last][:MAX_LISTED]
+            agrees = (not missing and not extra and len(h["numbers"]) == s.count and h["total"] == s.total and h["voided"] == s.voided)
+            entry.update(status="complete" if agrees else "mismatch", missing=missing, extra=extra,
+                         expected={"first": s.first, "last": s.last, "count": s.count, "voided": s.voided, "total": str(s.total)})
+        out["codes"][code] = entry
+    if said is None and "problem" not in out:
+        out["closing"] = False
+    return out
+
+
+def log_audit(result: dict) -> None:
+    for c in result["cajas"]:
+        bad = {code: e for code, e in c["codes"].items() if e["status"] == "mismatch"}
+        none = all(e["status"] == "no_closing" for e in c["codes"].values()) and c["codes"]
+        if bad or c.get("problem"):
+            parts = [f"{code}: " + describe(e) for code, e in bad.items()] + ([c["problem"]] if c.get("problem") else [])
+            synclog.record(synclog.Entry(action="audit", caja=c["caja"], outcome="failed", level="error",
+                                         message=f"{result['date']}: " + "; ".join(parts), details={"date": result["date"], "codes": bad}))
+        else:
+            what = "no closing.json to pair with" if none else "every code complete" if c["codes"] else "no vouchers and no closing"
+            synclog.record(synclog.Entry(action="audit", caja=c["caja"], outcome="ok", message=f"{result['date']}: {what}"))
+
+
+def describe(e: dict) -> str:
+    """One code's audit line, in words."""
+    if e["status"] == "complete":
+        return f"complete: {_vouchers(e['count'])}, {e['total']}"
+    if e["status"] == "no_closing":
+        gaps_text = f", numbers missing {runs(e['missing'])}" if e["missing"] else ""
+        return f"no closing.json; held {_vouchers(e['count'])}, {e['total']}{gaps_text}"
+    x = e["expected"]
+    parts = []
+    if e["missing"]:
+        parts.append(f"missing {runs(e['missing'])}")
+    if e["extra"]:
+        parts.append(f"extra {runs(e['extra'])}")
+    if x is None:
+        parts.append(e.get("problem", "not in closing.json"))
+    else:
+        if e["count"] != x["count"]:
+            parts.append(f"count {e['count']} held, {x['count']} in closing.json")
+        if e["voided"] != x["voided"]:
+            parts.append(f"voided {e['voided']} held, {x['voided']} in closing.json")
+        if Decimal(e["total"]) != Decimal(x["total"]):
+            parts.append(f"total {e['total']} held, {x['total']} in closing.json")
+    return "mismatch: " + ", ".join(parts)
+
+
+def _vouchers(n: int) -> str:
+    return f"{n} voucher" if n == 1 else f"{n} vouchers"

@@ -1,0 +1,61 @@
+"""The cajas' day summaries (closing.json, the informe Z): kept as read at import, checked when used.
+
+Kept whole and unjudged, so that a closing the POS rewrites later is simply
+read again, and `audit` can say exactly what is wrong with one it cannot use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from .db import write_transaction
+from .db.models import DayClosing, utcnow
+
+
+@dataclass(frozen=True)
+class CodeSummary:
+    first: int
+    last: int
+    count: int
+    voided: int
+    total: Decimal
+
+
+def keep(caja: str, day: dt.date, raw: bytes) -> None:
+    sha = hashlib.sha256(raw).hexdigest()
+    text = raw.decode("utf-8", errors="replace")
+    with write_transaction():
+        DayClosing.insert(caja=caja, day=day.isoformat(), document=text, sha256=sha, read_at=utcnow()).on_conflict(
+            conflict_target=[DayClosing.caja, DayClosing.day],
+            update={DayClosing.document: text, DayClosing.sha256: sha, DayClosing.read_at: utcnow()},
+        ).execute()
+
+
+class Unusable(ValueError):
+    """The closing.json cannot be paired with anything; the message says why."""
+
+
+def summaries(caja: str, day: dt.date) -> dict[str, CodeSummary] | None:
+    """{code: what the caja says it issued}; None when the caja wrote no closing.json that day."""
+    row = DayClosing.get_or_none((DayClosing.caja == caja) & (DayClosing.day == day.isoformat()))
+    if row is None:
+        return None
+    try:
+        doc = json.loads(row.document)
+    except json.JSONDecodeError as exc:
+        raise Unusable(f"closing.json is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("codes"), dict):
+        raise Unusable("closing.json has no \"codes\" object")
+    if doc.get("caja") not in (None, caja) or doc.get("date") not in (None, day.isoformat()):
+        raise Unusable(f"closing.json is for caja {doc.get('caja')!r}, date {doc.get('date')!r}, not {caja} {day}")
+    out = {}
+    for code, s in doc["codes"].items():
+        try:
+            out[code] = CodeSummary(int(s["first"]), int(s["last"]), int(s["count"]), int(s.get("voided", 0)), Decimal(str(s["total"])))
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise Unusable(f"closing.json codes.{code} needs first, last, count and total ({type(exc).__name__}: {exc})") from None
+    return out

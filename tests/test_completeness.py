@@ -1,0 +1,310 @@
+"""Proof of completeness (SPEC "Findings", "The day summary", `audit`, `resolution`): every finding with a
+voucher that has it and one that does not, gaps across days, every audit status, and doctor's numbering checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from conftest import BOGOTA, DAY, cli_json, run_cli, voucher
+
+from syscafe_sync import audit, doctor, importer, resolutions
+from syscafe_sync.caja import make_closing
+from syscafe_sync.db.models import SyncLog, Voucher
+
+
+def imported(cfg, day=DAY):
+    return {r.caja: r for r in importer.import_day(cfg, [], day, "skip").results}
+
+
+def findings_of(code: str, number: int) -> list[dict]:
+    return json.loads(Voucher.get((Voucher.code == code) & (Voucher.number == number)).findings)
+
+
+def kinds_of(code: str, number: int) -> set[str]:
+    return {f["kind"] for f in findings_of(code, number)}
+
+
+# --- findings kept with the voucher ---------------------------------------------------------------
+
+def _bad_line(doc):
+    doc["lines"][0]["base"] = "1.00"
+
+
+def _bad_tax(doc):
+    doc["lines"][1]["taxes"][0]["amount"] = "1.00"
+
+
+def _bad_total(doc):
+    doc["totals"]["total"] = "1.00"
+    doc["payments"] = [{"method": "EF", "amount": "1.00"}]
+
+
+def _bad_payments(doc):
+    doc["payments"] = [{"method": "EF", "amount": "1.00"}]
+
+
+def _future(doc):
+    doc["issued_at"] = (dt.datetime.now(BOGOTA) + dt.timedelta(hours=3)).isoformat(timespec="seconds")
+
+
+def _other_day(doc):
+    doc["issued_at"] = dt.datetime.combine(DAY - dt.timedelta(days=2), dt.time(10), BOGOTA).isoformat()
+
+
+@pytest.mark.parametrize("spoil, kind, words", [
+    (_bad_line, "line", "but base is 1.00"),
+    (_bad_tax, "tax", "but amount is 1.00"),
+    (_bad_total, "totals", "total is 1.00, but base + tax + tip"),
+    (_bad_payments, "payments", "payments add up to 1.00"),
+    (_future, "date", "is in the future"),
+    (_other_day, "date", f"but it is in the folder of {DAY}"),
+])
+def test_each_finding_is_flagged_and_a_clean_voucher_is_not(cfg, two, spoil, kind, words):
+    c1, _ = two
+    c1.add(1)
+    doc = voucher("CAJA1", "FV1", 2)
+    spoil(doc)
+    c1.raw(f"movements/{DAY}/FV1-2.json", json.dumps(doc))
+    assert imported(cfg)["CAJA1"].imported == 2, "a finding never stops the import"
+    assert findings_of("FV1", 1) == []
+    assert kind in kinds_of("FV1", 2)
+    assert any(words in f["message"] for f in findings_of("FV1", 2)), findings_of("FV1", 2)
+
+
+def test_numbering_findings_follow_the_resolutions_and_are_checked_again_when_they_change(cfg, two):
+    c1, _ = two
+    resolutions.add("FV1", "POS1", 1, 100, dt.date(2026, 1, 1), dt.date(2026, 12, 31), "18764000001")
+    c1.add(5)                                   # in range, valid, right prefix
+    c1.add(150)                                 # outside the range
+    c1.add(6, prefix="OTRO")                    # another prefix
+    imported(cfg)
+    assert findings_of("FV1", 5) == []
+    [outside] = findings_of("FV1", 150)
+    assert outside["kind"] == "numbering" and "outside the range of every resolution of FV1" in outside["message"]
+    [prefix] = findings_of("FV1", 6)
+    assert "has prefix OTRO, but resolution 18764000001" in prefix["message"] and "authorises POS1" in prefix["message"]
+    # a second resolution covering 101–200 clears FV1-150 at once, without importing again
+    second, _ = resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 6, 1), dt.date(2027, 6, 1))
+    assert findings_of("FV1", 150) == []
+    # the validity: a resolution that starts after the voucher was issued
+    resolutions.remove(second.id)
+    resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 12, 1), dt.date(2027, 6, 1))
+    [late] = findings_of("FV1", 150)
+    assert f"was issued on {DAY}, outside the validity of" in late["message"]
+    # no resolution at all: no numbering findings (doctor says the resolution is missing)
+    for r in resolutions.listing("FV1"):
+        resolutions.remove(r["id"])
+    assert findings_of("FV1", 150) == [] and findings_of("FV1", 6) == []
+
+
+def test_bad_resolutions_are_refused_with_exit_2_and_nothing_changed(home, two):
+    ok = ["--prefix", "POS1", "--from", "1", "--to", "100", "--valid-from", "2026-01-01", "--valid-to", "2026-12-31"]
+    run_cli(home, "resolution", "add", "FV1", *ok, check=0)
+    for args, words in [
+        (["FV1", "--prefix", "POS1", "--from", "50", "--to", "150", "--valid-from", "2026-01-01", "--valid-to", "2026-12-31"], "overlap"),
+        (["FV1", "--prefix", "POS1", "--from", "300", "--to", "200", "--valid-from", "2026-01-01", "--valid-to", "2026-12-31"], "is not a range"),
+        (["FV1", "--prefix", "POS1", "--from", "300", "--to", "400", "--valid-from", "2026-12-31", "--valid-to", "2026-01-01"], "is after --valid-to"),
+        (["FV 1", *ok], "FV 1"),
+    ]:
+        proc = run_cli(home, "resolution", "add", *args)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    assert len(cli_json(home, "resolution", "list")["resolutions"]) == 1
+    refused = SyncLog.select().where((SyncLog.action == "resolution add") & (SyncLog.outcome == "refused")).count()
+    assert refused == 4
+    assert run_cli(home, "resolution", "remove", "99").returncode == 2
+
+
+def test_resolution_list_says_how_much_is_used_and_how_long_it_lasts(home, cfg, two):
+    c1, _ = two
+    c1.add_many(1, 9)
+    imported(cfg)
+    run_cli(home, "resolution", "add", "FV1", "--prefix", "POS1", "--from", "1", "--to", "10", "--valid-from", "2026-01-01",
+            "--valid-to", "2099-12-31", "--number", "R-1", check=0)
+    [r] = cli_json(home, "resolution", "list")["resolutions"]
+    assert (r["code"], r["number"], r["highest_number"], r["used_percent"]) == ("FV1", "R-1", 9, 90.0)
+    assert r["days_left"] > 0
+
+
+# --- gaps -----------------------------------------------------------------------------------------
+
+def test_gaps_are_reported_never_filled_and_continue_from_the_day_before(cfg, two):
+    c1, _ = two
+    before = DAY - dt.timedelta(days=1)
+    for n in (1, 2, 3, 5):
+        c1.add(n, day=before)
+    for n in (8, 9, 11):
+        c1.add(n, day=DAY)
+    imported(cfg, before)
+    imported(cfg, DAY)
+    assert audit.gaps("FV1", before) == [4]
+    # DAY continues from 5, the last number of the day before: 6 and 7 were lost at the turn of the day
+    assert audit.gaps("FV1", DAY) == [6, 7, 10]
+    assert audit.gaps("FV1") == [4, 6, 7, 10]
+    assert Voucher.select().where(Voucher.code == "FV1").count() == 7, "reported, never filled"
+    # the import logged them
+    logged = SyncLog.select().where((SyncLog.action == "check") & (SyncLog.caja == "CAJA1")).order_by(SyncLog.id)
+    assert [r.message for r in logged][-1] == f"{DAY}: numbers missing in FV1: 6–7, 10"
+    # a voucher filed in the next day's folder is not missing
+    c1.add(10, day=DAY + dt.timedelta(days=1))
+    imported(cfg, DAY + dt.timedelta(days=1))
+    assert audit.gaps("FV1", DAY) == [6, 7]
+    # no gap: nothing reported
+    for n in (4, 6, 7):
+        c1.add(n, day=before)
+    importer.import_day(cfg, [], before, "skip")
+    assert audit.gaps("FV1") == [] and audit.gaps("FV1", DAY) == []
+
+
+def test_vouchers_check_lists_findings_and_gaps(home, cfg, two):
+    c1, c2 = two
+    c1.add_many(1, 3)
+    c1.add(5)
+    bad = voucher("CAJA2", "FV2", 1)
+    bad["payments"] = [{"method": "EF", "amount": "1.00"}]
+    c2.raw(f"movements/{DAY}/FV2-1.json", json.dumps(bad))
+    imported(cfg)
+    doc = cli_json(home, "vouchers", "check", "--date", DAY.isoformat())
+    assert doc["date"] == DAY.isoformat()
+    assert [(f["caja"], f["code"], f["number"], f["kind"]) for f in doc["findings"]] == [("CAJA2", "FV2", 1, "payments")]
+    assert doc["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [4]}]
+    only = cli_json(home, "vouchers", "check", "--caja", "CAJA1")
+    assert only["findings"] == [] and only["gaps"][0]["missing"] == [4]
+    text = run_cli(home, "vouchers", "check", check=0).stdout
+    assert "gap: CAJA1 FV1: numbers missing 4" in text and "payments add up to 1.00" in text
+
+
+# --- the day audit --------------------------------------------------------------------------------
+
+def _closing(folder, numbers, day=DAY, code="FV1", voided_numbers=(), **override):
+    docs = [voucher(folder.name, code, n, day, status="voided" if n in voided_numbers else "active") for n in numbers]
+    closing = make_closing(folder.name, day, docs)
+    closing["codes"][code].update(override)
+    folder.writer.write_closing(day, closing)
+
+
+def test_audit_complete_when_the_closing_and_the_main_server_agree(home, cfg, two):
+    c1, _ = two
+    c1.add_many(1, 3)
+    c1.add(4, status="voided")
+    _closing(c1, [1, 2, 3, 4], voided_numbers=(4,))
+    imported(cfg)
+    doc = cli_json(home, "audit", "--date", DAY.isoformat())
+    assert doc["date"] == DAY.isoformat()
+    [caja1] = [c for c in doc["cajas"] if c["caja"] == "CAJA1"]
+    e = caja1["codes"]["FV1"]
+    assert (e["status"], e["missing"], e["extra"], e["count"], e["voided"]) == ("complete", [], [], 4, 1)
+    assert e["total"] == e["expected"]["total"]
+    assert SyncLog.select().where((SyncLog.action == "audit") & (SyncLog.caja == "CAJA1")).get().outcome == "ok"
+
+
+@pytest.mark.parametrize("held, said, override, expect", [
+    ([1, 2, 4], [1, 2, 3, 4], {}, {"missing": [3], "extra": []}),
+    ([1, 2, 3, 4, 5], [1, 2, 3, 4], {}, {"missing": [], "extra": [5]}),
+    ([1, 2, 3], [1, 2, 3], {"count": 4}, {"missing": [], "extra": []}),
+    ([1, 2, 3], [1, 2, 3], {"total": "1.00"}, {"missing": [], "extra": []}),
+    ([1, 2, 3], [1, 2, 3], {"voided": 1}, {"missing": [], "extra": []}),
+])
+def test_audit_mismatch_names_what_differs_and_exits_1(home, cfg, two, held, said, override, expect):
+    c1, _ = two
+    for n in held:
+        c1.add(n)
+    _closing(c1, said, **override)
+    imported(cfg)
+    proc = run_cli(home, "--json", "audit", "--date", DAY.isoformat())
+    assert proc.returncode == 1
+    e = [c for c in json.loads(proc.stdout)["cajas"] if c["caja"] == "CAJA1"][0]["codes"]["FV1"]
+    assert e["status"] == "mismatch" and e["missing"] == expect["missing"] and e["extra"] == expect["extra"]
+    row = SyncLog.select().where((SyncLog.action == "audit") & (SyncLog.caja == "CAJA1")).get()
+    assert row.outcome == "failed" and row.level == "error" and "mismatch" in row.message
+
+
+def test_audit_without_a_closing_reports_the_numbering_gaps(home, cfg, two):
+    c1, _ = two
+    for n in (1, 2, 4):
+        c1.add(n)
+    imported(cfg)
+    proc = run_cli(home, "--json", "audit", "--date", DAY.isoformat())
+    assert proc.returncode == 0, "no closing.json is reported, not failed"
+    e = [c for c in json.loads(proc.stdout)["cajas"] if c["caja"] == "CAJA1"][0]["codes"]["FV1"]
+    assert (e["status"], e["missing"], e["count"]) == ("no_closing", [3], 3)
+    text = run_cli(home, "audit", "--date", DAY.isoformat(), check=0).stdout
+    assert "CAJA1 FV1: no closing.json; held 3 vouchers" in text and "numbers missing 3" in text
+
+
+def test_a_closing_that_cannot_be_read_is_a_mismatch_that_says_why(home, cfg, two):
+    c1, _ = two
+    c1.add(1)
+    c1.raw(f"movements/{DAY}/closing.json", "{not json")
+    imported(cfg)
+    proc = run_cli(home, "--json", "audit", "--date", DAY.isoformat())
+    assert proc.returncode == 1
+    caja1 = [c for c in json.loads(proc.stdout)["cajas"] if c["caja"] == "CAJA1"][0]
+    assert "closing.json is not valid JSON" in caja1["problem"] and caja1["codes"]["FV1"]["status"] == "mismatch"
+    # the POS writes it again, whole: the next import reads it again
+    _closing(c1, [1])
+    imported(cfg)
+    assert cli_json(home, "audit", "--date", DAY.isoformat())["cajas"][0]["codes"]["FV1"]["status"] == "complete"
+
+
+# --- doctor: resolutions --------------------------------------------------------------------------
+
+def _resolution_check(cfg, code="FV1") -> doctor.Check:
+    return next(c for c in doctor.run(cfg) if c.check == f"{code} resolution")
+
+
+def test_doctor_wants_a_resolution_for_every_invoicing_code(cfg, two):
+    c1, _ = two
+    # nothing imported yet: it cannot tell invoices from notes, so it only warns
+    assert _resolution_check(cfg).status == "warn"
+    c1.add(1)
+    imported(cfg)
+    check = _resolution_check(cfg)
+    assert check.status == "fail" and "code FV1 has no numbering resolution" in check.message and "resolution add FV1" in check.fix
+    today = dt.datetime.now(BOGOTA).date()
+    resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=10), today + dt.timedelta(days=300))
+    assert _resolution_check(cfg).status == "ok"
+    # a code whose vouchers are all credit notes needs none
+    assert _resolution_check(cfg, "NC1").status == "warn"
+    c1.add(1, code="NC1", kind="credit_note")
+    imported(cfg)
+    assert not [c for c in doctor.run(cfg) if c.check == "NC1 resolution"]
+
+
+def test_doctor_fails_a_resolution_about_to_run_out_of_days_or_numbers(cfg, two):
+    c1, _ = two
+    today = dt.datetime.now(BOGOTA).date()
+    r, _ = resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=300), today + dt.timedelta(days=20))
+    check = _resolution_check(cfg)
+    assert check.status == "fail" and "ends in 20 days" in check.message and "ask DIAN" in check.fix
+    resolutions.remove(r.id)
+    resolutions.add("FV1", "POS1", 1, 10, today - dt.timedelta(days=300), today + dt.timedelta(days=300))
+    for n in range(1, 11):
+        c1.add(n, day=today)
+    importer.import_day(cfg, [], today, "skip")
+    check = _resolution_check(cfg)
+    assert check.status == "fail" and "no resolution valid today with numbers left" in check.message
+
+
+def test_doctor_wants_the_catalogs_to_cover_what_the_vouchers_use(cfg, two, tmp_path):
+    from syscafe_sync import catalogs
+
+    c1, _ = two
+    today = dt.datetime.now(BOGOTA).date()
+    c1.add(1, day=today)
+    importer.import_day(cfg, [], today, "skip")
+    check = next(c for c in doctor.run(cfg) if c.check == "catalogs cover the vouchers")
+    assert check.status == "fail"
+    for words in ("payment_methods: EF", "products: ALM-EJ, GAS-400", "taxes: INC 8 %, IVA 19 %"):
+        assert words in check.message
+    files = {
+        "products": "code,description,price\nALM-EJ,Almuerzo,16000.00\nGAS-400,Gaseosa,4000.00\n",
+        "payment_methods": "code,name\nEF,Efectivo\nNEQUI,Nequi\n",
+        "taxes": "code,type,rate\nINC8,INC,8\nIVA19,IVA,19.00\n",
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+        catalogs.load(name, tmp_path / f"{name}.csv")
+    check = next(c for c in doctor.run(cfg) if c.check == "catalogs cover the vouchers")
+    assert check.status == "ok", check.message
