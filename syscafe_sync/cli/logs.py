@@ -16,7 +16,7 @@ def _line(row, tz) -> str:
     counts = f"+{row.imported} ~{row.updated} ={row.skipped} !{row.refused}" if row.action == "import" else ""
     return "  ".join(
         x for x in [
-            local.strftime("%Y-%m-%d %H:%M:%S"), f"{row.level:<7}", f"{row.caja or '-':<8}", f"{row.action:<10}",
+            local.strftime("%Y-%m-%d %H:%M:%S"), f"{row.level:<7}", f"{row.caja or '-':<8}", f"{row.action:<17}",
             f"{row.mode or '':<9}", f"{row.outcome:<11}", f"{counts:<16}", f"{row.duration_s:6.2f}s", row.message,
         ]
     )
