@@ -45,6 +45,7 @@ def run(config: Config, now: dt.datetime | None = None) -> list[Check]:
     checks += _cajas(cajas)
     checks.append(_codes(cajas))
     checks.append(_catalogs())
+    checks.append(_accounting())
     checks.append(_clock(now))
     checks.append(_daemon(config, now))
     return checks
@@ -128,6 +129,20 @@ def _catalogs() -> Check:
         return Check("catalogs loaded", "fail", f"not loaded or empty: {', '.join(missing)}",
                      "load each one: `syscafe-sync catalogs load NAME FILE`, then `syscafe-sync catalogs push`")
     return Check("catalogs loaded", "ok", ", ".join(f"{c} ({counts[c]})" for c in NEEDED_CATALOGS))
+
+
+def _accounting() -> Check:
+    from .accounting import mapping
+
+    m = mapping.current()
+    if m.empty:
+        return Check("accounting mapping", "warn", "no accounting mapping is loaded: vouchers are not posted to accounting",
+                     "write the mapping (docs/accounting.md) and load it: `syscafe-sync accounting map load FILE`")
+    missing = mapping.uncovered(m)
+    if missing:
+        return Check("accounting mapping", "fail", "in use but not mapped: " + "; ".join(missing),
+                     "add them to the mapping file, `syscafe-sync accounting map load FILE`, then `syscafe-sync accounting retry`")
+    return Check("accounting mapping", "ok", f"{len(m.rows())} rows cover every payment method, tax, group and caja in use")
 
 
 def _clock(now: dt.datetime) -> Check:

@@ -38,6 +38,10 @@ def _service(db: Database) -> None:
     db.create_tables([m.ImportedDay, m.CajaHealth])
 
 
+def _accounting(db: Database) -> None:
+    db.create_tables([m.AccountMap, m.JournalEntry, m.JournalVoucher, m.PostingStatus])
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -45,6 +49,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (3, "catalogs: records with versions, what each caja committed", _catalogs),
     (4, "loyalty ledgers and commercial rules", _loyalty_and_rules),
     (5, "the service: where each caja's catch-up starts, failing passes in a row", _service),
+    (6, "accounting: the mapping, journal entries, a posting status per voucher", _accounting),
 ]
 
 LATEST = MIGRATIONS[-1][0]
