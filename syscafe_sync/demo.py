@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import catalogs, demo_company, importer, loyalty, push, registry, rules, setup
+from .accounting import journal, mapping
 from .db import redact
 from .db.models import Caja
 from .errors import UsageError
@@ -42,6 +43,9 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
     for name, (file_name, key, _) in demo_company.catalog_files().items():
         loaded.append(catalogs.load(name, cajas_dir / demo_company.CATALOGS_DIR / file_name, key))
     pushed = push.push(cfg, list(demo_company.CAJAS), "partial").as_dict()
+    # The demo company's mapping, then every imported voucher posted to a CSV export in home.
+    mapping.load(cajas_dir / demo_company.ACCOUNTING_FILE)
+    posted = journal.post(cfg, to="csv").as_dict()
     report = {
         "action": "demo",
         "work": str(work),
@@ -52,6 +56,7 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         "rules": held_rules,
         "catalogs_loaded": [{k: c[k] for k in ("catalog", "version", "records")} for c in loaded],
         "catalogs_push": pushed,
+        "accounting": posted,
         "kept": keep,
         "db": redact(db_url) if db_url else None,
     }
@@ -81,6 +86,12 @@ def render(report: dict) -> str:
     out += ["", f"catalogs loaded on the main server: {loaded}", "catalogs pushed (first push: partial falls back to total):"]
     for r in report["catalogs_push"]["results"]:
         out.append(f"  {r['caja']}: {r['outcome']}, {r['upserts']} records, {r['bytes_written']} bytes, manifest committed")
+    acc = report["accounting"]
+    entries = sum(1 for e in acc["entries"] if e["state"] == "delivered")
+    out += ["", f"accounting: {len(acc['posted'])} vouchers posted as {entries} balanced journal entries "
+                f"(the credit note reverses its sale; the voided voucher posts nothing), {len(acc['held'])} held",
+            f"  CSV export: {acc['file']}"]
+    out += [f"  held {x['voucher']}: {x['reason']}" for x in acc["held"]]
     h = f"--home {report['home']}" + (f" --db {report['db']}" if report.get("db") else "")
     if report["kept"]:
         out += [
@@ -96,5 +107,7 @@ def render(report: dict) -> str:
             f"  syscafe-sync {h} rules list",
             f"  syscafe-sync {h} catalogs push --dry-run --mode replace",
             f"  syscafe-sync {h} import --date 2026-11-21 --mode overwrite",
+            f"  syscafe-sync {h} accounting map show",
+            f"  syscafe-sync {h} accounting post --per day --to json",
         ]
     return "\n".join(out)

@@ -14,7 +14,7 @@ from syscafe_sync.caja import layout
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CAJAS = ("CAJA1", "CAJA2", "CAJA3")
-GENERATED = (*CAJAS, "catalogs")  # what a build writes under DEST
+GENERATED = (*CAJAS, "catalogs", "accounting.toml")  # what a build writes under DEST
 CATALOG_FILES = {"products": "products.csv", "groups": "groups.csv", "taxes": "taxes.csv",
                  "payment_methods": "payment_methods.csv", "sellers": "sellers.json", "customers": "customers.jsonl"}
 BAD = {
