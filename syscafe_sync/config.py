@@ -56,6 +56,20 @@ DEFAULTS: dict[str, dict[str, object]] = {
         # Files read at once from one smb:// caja: each costs several network round trips.
         "smb_read_workers": 8,
     },
+    "accounting": {
+        # Where `accounting post` sends entries unless --to says: csv, json (files in export_dir) or http.
+        "destination": "csv",
+        # The folder for csv / json exports; empty means HOME/accounting.
+        "export_dir": "",
+        # The accounting API that --to http posts each entry to.
+        "url": "",
+        # Its bearer token; empty means the environment variable SYSCAFE_SYNC_ACCOUNTING_TOKEN.
+        "token": "",
+        # Seconds one request may take; attempts after the first; the first wait between them (doubling).
+        "timeout_s": 10.0,
+        "retries": 4,
+        "backoff_s": 0.5,
+    },
     "log": {
         "retention_days": 90,
         "file_max_bytes": 10 * 1024 * 1024,
@@ -107,6 +121,21 @@ smb_read_workers = {smb_read_workers}
 # [smb.cajas."CAJA2"]
 # password = "…"
 # Failing both, the environment: SYSCAFE_SYNC_SMB_USERNAME, SYSCAFE_SYNC_SMB_PASSWORD.
+
+[accounting]
+# Where `accounting post` sends journal entries unless --to says: "csv" or "json" (a file per run in
+# export_dir) or "http" (the accounting API at url).
+destination = "{destination}"
+# Folder for csv / json exports; empty: the folder accounting/ in home.
+export_dir = "{export_dir}"
+# The accounting API, e.g. "https://contabilidad.example.com/api/entries".
+url = "{url}"
+# Its bearer token. Better left empty here and given in the environment: SYSCAFE_SYNC_ACCOUNTING_TOKEN.
+token = "{token}"
+# Seconds one request may take, attempts after the first, and the first wait between them (it doubles).
+timeout_s = {timeout_s}
+retries = {retries}
+backoff_s = {backoff_s}
 
 [log]
 # Days the sync log keeps its rows in the database.
@@ -212,6 +241,9 @@ def validate(config: Config) -> None:
         from .storage.smb_url import validate_config
 
         validate_config(config.values["smb"], config.config_path)
+    destination = config.values["accounting"]["destination"]
+    if destination not in ("csv", "json", "http"):
+        raise ConfigError(f"{config.config_path}: accounting.destination = {destination!r} must be \"csv\", \"json\" or \"http\".")
     tz = config.values["sync"]["timezone"]
     try:
         zoneinfo.ZoneInfo(tz)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import audit, catalogs, demo_company, importer, loyalty, push, registry, resolutions, rules, setup
+from .accounting import journal, mapping
 from .db import redact
 from .db.models import Caja
 from .errors import UsageError
@@ -50,6 +51,9 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         result = audit.audit(day)
         audit.log_audit(result)
         audited.append(result)
+    # The demo company's mapping, then every imported voucher posted to a CSV export in home.
+    mapping.load(cajas_dir / demo_company.ACCOUNTING_FILE)
+    posted = journal.post(cfg, to="csv").as_dict()
     report = {
         "action": "demo",
         "work": str(work),
@@ -62,6 +66,7 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
         "catalogs_push": pushed,
         "check": checked,
         "audit": audited,
+        "accounting": posted,
         "kept": keep,
         "db": redact(db_url) if db_url else None,
     }
@@ -98,6 +103,12 @@ def render(report: dict) -> str:
                 out.append(f"  {day['date']} {c['caja']} {code}: {audit.describe(e)}")
     out += [f"finding: {f['caja']} {f['code']}-{f['number']}: {f['message']}" for f in report["check"]["findings"]]
     out += [f"gap: {g['caja']} {g['code']}: numbers missing {audit.runs(g['missing'])}" for g in report["check"]["gaps"]]
+    acc = report["accounting"]
+    entries = sum(1 for e in acc["entries"] if e["state"] == "delivered")
+    out += ["", f"accounting: {len(acc['posted'])} vouchers posted as {entries} balanced journal entries "
+                f"(the credit note reverses its sale; the voided voucher posts nothing), {len(acc['held'])} held",
+            f"  CSV export: {acc['file']}"]
+    out += [f"  held {x['voucher']}: {x['reason']}" for x in acc["held"]]
     h = f"--home {report['home']}" + (f" --db {report['db']}" if report.get("db") else "")
     if report["kept"]:
         out += [
@@ -117,5 +128,7 @@ def render(report: dict) -> str:
             f"  syscafe-sync {h} rules list",
             f"  syscafe-sync {h} catalogs push --dry-run --mode replace",
             f"  syscafe-sync {h} import --date 2026-11-21 --mode overwrite",
+            f"  syscafe-sync {h} accounting map show",
+            f"  syscafe-sync {h} accounting post --per day --to json",
         ]
     return "\n".join(out)

@@ -379,8 +379,45 @@ def build_catalogs(dest: Path) -> dict:
     return summary
 
 
+ACCOUNTING_FILE = "accounting.toml"
+# The company's mapping to the PUC (the Colombian chart of accounts), for `accounting map load`.
+ACCOUNTING_TOML = """\
+# Café La Esquina S.A.S. (NIT 900123456-7): where the cajas' sales post in the PUC.
+# Load it with: syscafe-sync accounting map load accounting.toml   (docs/accounting.md)
+
+[payment_methods]
+EF = "110505"           # Caja general
+NEQUI = "11100501"      # Bancolombia cuenta corriente: Nequi settles there
+DAVIPLATA = "11100502"  # Davivienda cuenta de ahorros
+TD = "11100501"         # cards settle at Bancolombia
+TC = "11100501"
+
+[taxes]
+"INC 8" = "249505"      # Impuesto nacional al consumo por pagar
+"IVA 19" = "24080501"   # IVA generado 19 %
+"IVA 5" = "24080502"    # IVA generado 5 %
+
+[groups]
+ALMUERZOS = "41400501"  # Restaurante: almuerzos
+BEBIDAS = "41400502"    # Restaurante: bebidas
+PANADERIA = "41400503"  # Restaurante: panadería
+POSTRES = "41400504"    # Restaurante: postres
+EMPACADOS = "41352401"  # Comercio: productos empacados
+CAFE-GRANO = "41352402" # Comercio: café en grano
+
+[cajas]
+CAJA1 = "CC-01"
+CAJA2 = "CC-02"
+CAJA3 = "CC-03"
+
+[accounts]
+receivable = "130505"   # Clientes nacionales: what a sale leaves unpaid
+tips = "28150501"       # Propinas: received for the staff, not income
+"""
+
+
 def build(dest: Path, *, replace: bool = False) -> dict:
-    """Writes DEST/CAJA1..CAJA3 and DEST/catalogs/, and returns a summary.
+    """Writes DEST/CAJA1..CAJA3, DEST/catalogs/ and DEST/accounting.toml, and returns a summary.
 
     Refuses to write over existing caja folders unless `replace`, since the
     loyalty ledgers are appended to and would double.
@@ -399,6 +436,7 @@ def build(dest: Path, *, replace: bool = False) -> dict:
         for rule in RULES[name]:
             caja.writer.write_rule(rule)
         counts[name] = {d.isoformat(): len(_build_day(caja, rng, d)) for d in DAYS}
+    (dest / ACCOUNTING_FILE).write_text(ACCOUNTING_TOML, encoding="utf-8")
     return {
         "company": COMPANY, "nit": NIT, "timezone": TIMEZONE,
         "cajas": list(CAJAS), "days": [d.isoformat() for d in DAYS],
@@ -407,6 +445,7 @@ def build(dest: Path, *, replace: bool = False) -> dict:
         "rules": {n: [r["id"] for r in RULES[n]] for n in CAJAS},
         "bad_files": _bad_files(dest, cajas),
         "catalogs": build_catalogs(dest),
+        "accounting": ACCOUNTING_FILE,
     }
 
 

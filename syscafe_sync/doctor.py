@@ -55,6 +55,7 @@ def run(config: Config, now: dt.datetime | None = None) -> list[Check]:
     checks.append(_catalogs())
     checks.append(_catalogs_cover(config, now))
     checks += _resolutions(cajas, now.astimezone(config.timezone).date())
+    checks.append(_accounting())
     checks.append(_clock(now))
     checks.append(_daemon(config, now))
     return checks
@@ -209,6 +210,20 @@ def _current(code: str, today: dt.date) -> dict | None:
         if in_force and (r["highest_number"] is None or r["highest_number"] < r["to"]):
             return r
     return None
+
+
+def _accounting() -> Check:
+    from .accounting import mapping
+
+    m = mapping.current()
+    if m.empty:
+        return Check("accounting mapping", "warn", "no accounting mapping is loaded: vouchers are not posted to accounting",
+                     "write the mapping (docs/accounting.md) and load it: `syscafe-sync accounting map load FILE`")
+    missing = mapping.uncovered(m)
+    if missing:
+        return Check("accounting mapping", "fail", "in use but not mapped: " + "; ".join(missing),
+                     "add them to the mapping file, `syscafe-sync accounting map load FILE`, then `syscafe-sync accounting retry`")
+    return Check("accounting mapping", "ok", f"{len(m.rows())} rows cover every payment method, tax, group and caja in use")
 
 
 def _clock(now: dt.datetime) -> Check:

@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import re
 
-from .db.models import Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax
+from peewee import JOIN
+
+from .db.models import PostingStatus, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax
 from .errors import UsageError
 
 _KEY = re.compile(r"^(?P<code>[A-Za-z0-9_]+)-(?P<number>[0-9]+)$")
@@ -23,14 +25,32 @@ def summary(v: Voucher) -> dict:
         "status": v.status,
         "total": str(v.total),
         "findings": json.loads(v.findings),
+        **posting(v),
     }
+
+
+def posting(v: Voucher) -> dict:
+    """The accounting status (pending, posted, held, failed) and its reason; no row yet is pending.
+    A voucher changed by an overwrite import since its status was set is pending again."""
+    st = getattr(v, "st", None)
+    if st is None or st.status is None:
+        return {"accounting": "pending", "accounting_reason": None}
+    if st.sha256 != v.sha256:
+        return {"accounting": "pending", "accounting_reason": "changed by an import since it was posted or held"}
+    return {"accounting": st.status, "accounting_reason": st.reason}
+
+
+def _with_posting(q):
+    return q.join(PostingStatus, JOIN.LEFT_OUTER, on=(PostingStatus.voucher == Voucher.id), attr="st")
 
 
 def list_vouchers(caja: str | None = None, day: dt.date | None = None, code: str | None = None, limit: int | None = None) -> list[dict]:
     q = Voucher.select(
         Voucher.caja, Voucher.code, Voucher.number, Voucher.day, Voucher.issued_at, Voucher.kind,
-        Voucher.status, Voucher.total, Voucher.findings,
+        Voucher.status, Voucher.total, Voucher.findings, Voucher.sha256, PostingStatus.status, PostingStatus.reason,
+        PostingStatus.sha256,
     )
+    q = _with_posting(q)
     if caja:
         q = q.where(Voucher.caja == caja)
     if day:
@@ -52,7 +72,7 @@ def parse_key(text: str) -> tuple[str, int]:
 
 def show(text: str) -> dict:
     code, number = parse_key(text)
-    v = Voucher.get_or_none((Voucher.code == code) & (Voucher.number == number))
+    v = _with_posting(Voucher.select(Voucher, PostingStatus)).where((Voucher.code == code) & (Voucher.number == number)).first()
     if v is None:
         raise UsageError(f"voucher {code}-{number} has not been imported; see `syscafe-sync vouchers list --code {code}`.")
     out = summary(v)

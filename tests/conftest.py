@@ -117,6 +117,49 @@ def cli_json(home: Path, *args: str, check: int | None = 0) -> dict:
     return json.loads(proc.stdout)
 
 
+# --- accounting ---------------------------------------------------------------------------------
+
+ACCOUNTING_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+MAPPING = """\
+[payment_methods]
+EF = "110505"
+NEQUI = "11100501"
+
+[taxes]
+"INC 8" = "249505"
+"IVA 19" = "24080501"
+
+[groups]
+ALMUERZOS = "41400501"
+EMPACADOS = "41352401"
+
+[cajas]
+CAJA1 = "CC-01"
+CAJA2 = "CC-02"
+
+[accounts]
+tips = "28150501"
+"""
+
+
+@pytest.fixture
+def books(cfg, two, tmp_path):
+    """Two cajas with vouchers imported, the products catalog and the mapping loaded."""
+    from syscafe_sync import catalogs, importer
+    from syscafe_sync.accounting import mapping
+
+    c1, c2 = two
+    c1.add(1)
+    c1.add(2, payments=[("EF", "20000.00"), ("NEQUI", "15864.00")])
+    c2.add(1)
+    importer.import_day(cfg, [], DAY, "skip")
+    catalogs.load("products", ACCOUNTING_FIXTURES / "catalogs" / "products.csv")
+    (tmp_path / "map.toml").write_text(MAPPING, encoding="utf-8")
+    mapping.load(tmp_path / "map.toml")
+    return c1, c2
+
+
 # --- a real Samba server (tests/samba.py) ---------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def test_vouchers_list_and_show(shop):
     listed = cli_json(home, "vouchers", "list", "--caja", "CAJA1", "--date", DAY.isoformat())
     assert listed == {"vouchers": [
         {"caja": "CAJA1", "code": "FV1", "number": n, "date": "2026-11-22", "issued_at": v["issued_at"], "kind": "pos_invoice",
-         "status": "active", "total": "35864.00", "findings": []}
+         "status": "active", "total": "35864.00", "findings": [], "accounting": "pending", "accounting_reason": None}
         for n, v in zip((1, 2), listed["vouchers"])]}
     assert [v["number"] for v in cli_json(home, "vouchers", "list", "--code", "FV2")["vouchers"]] == [5]
     shown = cli_json(home, "vouchers", "show", "FV2-5")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,15 @@ def _check_report(report: dict) -> None:
     assert report["check"]["gaps"] == [{"caja": "CAJA3", "code": "FV3", "date": None, "missing": [2010]}]
     pushed = report["catalogs_push"]["results"]
     assert [(r["caja"], r["outcome"]) for r in pushed] == [("CAJA1", "ok"), ("CAJA2", "ok"), ("CAJA3", "ok")]
+    acc = report["accounting"]
+    assert acc["outcome"] == "ok" and acc["destination"] == "csv" and acc["held"] == [] and acc["failed"] == []
+    assert len(acc["posted"]) == 54 and acc["unchanged"] == ["FV2-1515"]  # the voided one posts nothing
+    rows = list(csv.DictReader(open(acc["file"], encoding="utf-8")))
+    assert {r["voucher"] for r in rows} == {p["voucher"] for p in acc["posted"]}
+    for key in {r["entry"] for r in rows}:
+        lines = [r for r in rows if r["entry"] == key]
+        assert sum(Decimal(r["debit"]) for r in lines) == sum(Decimal(r["credit"]) for r in lines) > 0
+    assert {r["kind"] for r in rows if r["voucher"] == "NC1-101"} == {"return"}
     if report["kept"]:
         from syscafe_sync.caja.catalog import read_catalog
 

@@ -15,7 +15,7 @@ from syscafe_sync.demo_company import LOST, SHORT_PAID
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CAJAS = ("CAJA1", "CAJA2", "CAJA3")
-GENERATED = (*CAJAS, "catalogs")  # what a build writes under DEST
+GENERATED = (*CAJAS, "catalogs", "accounting.toml")  # what a build writes under DEST
 CATALOG_FILES = {"products": "products.csv", "groups": "groups.csv", "taxes": "taxes.csv",
                  "payment_methods": "payment_methods.csv", "sellers": "sellers.json", "customers": "customers.jsonl"}
 BAD = {

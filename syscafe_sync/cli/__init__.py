@@ -24,11 +24,11 @@ def cli(ctx: click.Context, home, db_url, json_out):
 
 
 def _register() -> None:
-    from . import cajas, catalogs, completeness, doctor, imports, logs, passes, service, setup
+    from . import accounting, cajas, catalogs, completeness, doctor, imports, logs, passes, service, setup
     from . import loyalty as loyalty_cli
     from . import rules as rules_cli
 
-    for module in (setup, cajas, imports, catalogs, logs, loyalty_cli, rules_cli, passes, service, doctor, completeness):
+    for module in (setup, cajas, imports, catalogs, logs, loyalty_cli, rules_cli, passes, service, doctor, completeness, accounting):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -11,7 +11,7 @@ from .app import App, pass_app, render_table
 @click.command("doctor")
 @pass_app
 def doctor_cmd(app: App):
-    """Checks the main server: home, database, every caja and its caja.json, codes, catalogs, clock, the service.
+    """Checks the main server: home, database, every caja and its caja.json, codes, catalogs, accounting mapping, clock, the service.
 
     Exits 1 when something needs fixing; each problem comes with its fix.
     """

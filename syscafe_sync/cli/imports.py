@@ -82,8 +82,9 @@ def vouchers_list(app: App, caja, day, code, limit):
         app.emit({"vouchers": rows})
         return
     click.echo(render_table(
-        ["caja", "voucher", "date", "issued", "status", "total", "findings"],
-        [[v["caja"], f"{v['code']}-{v['number']}", v["date"], v["issued_at"][11:19], v["status"], v["total"], len(v["findings"]) or ""] for v in rows],
+        ["caja", "voucher", "date", "issued", "status", "total", "findings", "accounting"],
+        [[v["caja"], f"{v['code']}-{v['number']}", v["date"], v["issued_at"][11:19], v["status"], v["total"], len(v["findings"]) or "",
+          v["accounting"] + (f": {v['accounting_reason']}" if v["accounting"] in ("held", "failed") else "")] for v in rows],
     ))
     click.echo(f"{len(rows)} vouchers")
 
@@ -111,6 +112,7 @@ def vouchers_show(app: App, voucher):
     for f in v["findings"]:
         click.echo(f"finding ({f['kind']}): {f['message']}")
     click.echo(f"file: {v['path']} (sha256 {v['sha256'][:12]}…), imported {v['imported_at']}")
+    click.echo(f"accounting: {v['accounting']}" + (f" ({v['accounting_reason']})" if v["accounting_reason"] else ""))
 
 
 @vouchers_group.command("refused")

@@ -42,6 +42,10 @@ def _completeness(db: Database) -> None:
     db.create_tables([m.Resolution, m.DayClosing])
 
 
+def _accounting(db: Database) -> None:
+    db.create_tables([m.AccountMap, m.JournalEntry, m.JournalVoucher, m.PostingStatus])
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -50,6 +54,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (4, "loyalty ledgers and commercial rules", _loyalty_and_rules),
     (5, "the service: where each caja's catch-up starts, failing passes in a row", _service),
     (6, "proof of completeness: numbering resolutions, the cajas' day closings", _completeness),
+    (7, "accounting: the mapping, journal entries, a posting status per voucher", _accounting),
 ]
 
 LATEST = MIGRATIONS[-1][0]

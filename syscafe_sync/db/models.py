@@ -376,3 +376,66 @@ class DayClosing(Base):
 
     class Meta:
         primary_key = CompositeKey("caja", "day")
+
+
+class AccountMap(Base):
+    """One row of the accounting mapping (`accounting map load`): what (kind, key) posts to which account.
+
+    kind: payment_method (key: method code), tax (key: "TYPE RATE", e.g. "IVA 19"),
+    group (key: product group code), caja (key: caja name; value: its cost centre),
+    account (key: receivable | tips)."""
+
+    kind = CharField()
+    key = CharField()
+    value = CharField()
+    loaded_at = TimestampField()
+
+    class Meta:
+        indexes = ((("kind", "key"), True),)
+
+
+class JournalEntry(Base):
+    """A balanced journal entry as it was computed, and whether its destination has it."""
+
+    key = CharField(unique=True)  # the idempotency key: sent with every delivery attempt
+    caja = CharField()
+    day = CharField()
+    per = CharField()  # voucher | day
+    kind = CharField()  # sale | return | reversal | summary
+    voucher = CharField(null=True)  # CODE-NUMBER for per-voucher entries
+    lines = TextField()  # JSON: [{account, cost_centre, third_party, description, debit, credit}]
+    total = MoneyField()  # Σ debits = Σ credits
+    destination = CharField()  # csv | json | http
+    state = CharField(default="ready")  # ready | delivered | failed
+    error = TextField(null=True)
+    attempts = IntegerField(default=0)
+    created_at = TimestampField()
+    delivered_at = TimestampField(null=True)
+    delivered_to = TextField(null=True)  # the export file, or the URL without credentials
+
+    class Meta:
+        indexes = ((("state",), False), (("caja", "day"), False))
+
+
+class JournalVoucher(Base):
+    """Which vouchers an entry carries (one for a per-voucher entry, a caja's day for a summary)."""
+
+    entry = ForeignKeyField(JournalEntry, backref="vouchers", on_delete="CASCADE")
+    voucher = ForeignKeyField(Voucher, on_delete="CASCADE", index=True)
+
+
+class PostingStatus(Base):
+    """A voucher's accounting status. No row means pending and never looked at.
+
+    `sha256` is the content the status is about: an overwrite import that changes
+    the voucher makes it differ, and the next post handles the change.
+    `posted` is what the voucher now contributes to the books (its lines, JSON),
+    so a change or a void posts the difference: the reversal of this, then the new lines."""
+
+    voucher = ForeignKeyField(Voucher, unique=True, on_delete="CASCADE")
+    status = CharField()  # pending | posted | held | failed
+    reason = TextField(null=True)
+    sha256 = CharField()
+    posted = TextField(default="[]")
+    entries = IntegerField(default=0)  # entries made for this voucher so far: the next key's sequence
+    updated_at = TimestampField()

@@ -1,0 +1,161 @@
+"""The HTTP connector against a local accounting API that fails on purpose (5xx, time-outs, dropped
+connections after saving): every voucher ends up posted exactly once on the server's side."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import DAY, cli_json, run_cli, write_config
+
+from syscafe_sync import config as config_mod
+from syscafe_sync import importer, vouchers
+from syscafe_sync.accounting import journal
+from syscafe_sync.db.models import SyncLog
+
+TOKEN = "s3cr3t-token-never-shown"
+CLIENT_TIMEOUT = 0.4
+
+
+class FlakyApi:
+    """An accounting API that saves an entry once per Idempotency-Key, and fails as `plan(key, n)` says
+    for the n-th request with that key: "503", "500", "timeout" (saves, answers too late), "drop" (saves,
+    closes the connection without an answer), "401", or "ok"."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.saved: dict[str, dict] = {}
+        self.requests: Counter = Counter()
+        self.auth: set[str] = set()
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = self.headers.get("Idempotency-Key")
+                with api.lock:
+                    api.requests[key] += 1
+                    api.auth.add(self.headers.get("Authorization"))
+                    what = api.plan(key, api.requests[key])
+                    if what in ("ok", "timeout", "drop"):
+                        # The server's own idempotency: a key seen before is not saved again.
+                        assert api.saved.setdefault(key, body) == body, f"same key {key}, another body"
+                if what == "drop":
+                    self.close_connection = True
+                    return
+                if what == "timeout":
+                    time.sleep(CLIENT_TIMEOUT * 2.5)
+                code = {"ok": 201, "timeout": 201, "503": 503, "500": 500, "401": 401}[what]
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:
+                    pass  # the client gave up waiting: that is the point
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/entries"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def api_factory():
+    made = []
+
+    def make(plan) -> FlakyApi:
+        made.append(FlakyApi(plan))
+        return made[-1]
+
+    yield make
+    for api in made:
+        api.close()
+
+
+def configure(home, url, token=TOKEN, retries=5):
+    write_config(home, accounting={"destination": "http", "url": url, "token": token, "timeout_s": CLIENT_TIMEOUT,
+                                   "retries": retries, "backoff_s": 0.01})
+    return config_mod.load(home)
+
+
+def every_kind_of_failure(key: str, n: int) -> str:
+    # Each entry meets a different trouble on its first attempt, some a second one too.
+    trouble = ["503", "timeout", "drop", "500", "ok"][sum(map(ord, key)) % 5]
+    if n == 1:
+        return trouble
+    if n == 2 and trouble == "503":
+        return "drop"
+    return "ok"
+
+
+def test_every_voucher_is_posted_exactly_once_despite_5xx_timeouts_and_dropped_connections(cfg, books, api_factory):
+    c1, c2 = books
+    c1.add_many(10, 12)
+    c2.add_many(10, 12)
+    importer.import_day(cfg, [], DAY, "skip")
+    api = api_factory(every_kind_of_failure)
+    result = journal.post(configure(cfg.home, api.url))
+    assert result.outcome == "ok", result.failed
+    stored = {d["key"]: d for _, d in journal.stored()}
+    assert set(api.saved) == set(stored) and len(stored) == 27
+    assert api.saved == stored  # what the server saved is exactly the journal
+    posted_vouchers = Counter(v for e in api.saved.values() for v in e["vouchers"])
+    assert len(posted_vouchers) == 27 and set(posted_vouchers.values()) == {1}
+    # the failures did happen, and their retries carried the same key
+    assert {k for k, n in api.requests.items() if n > 1} and max(api.requests.values()) >= 3
+    assert api.auth == {f"Bearer {TOKEN}"}
+    assert {v["accounting"] for v in vouchers.list_vouchers()} == {"posted"}
+    # posting again sends nothing
+    before = sum(api.requests.values())
+    assert journal.post(configure(cfg.home, api.url)).entries == [] and sum(api.requests.values()) == before
+
+
+def test_a_server_down_fails_with_the_reason_and_retry_posts_once_when_it_is_back(cfg, books, api_factory):
+    down = {"state": True}
+    api = api_factory(lambda key, n: "503" if down["state"] else "ok")
+    result = journal.post(configure(cfg.home, api.url, retries=2))
+    assert result.outcome == "failed" and len(result.failed) == 3 and api.saved == {}
+    reason = result.failed[0]["reason"]
+    assert "did not take entry" in reason and "after 3 attempts: HTTP 503" in reason and "accounting retry" in reason
+    assert set(api.requests.values()) == {3}
+    failed_rows = list(SyncLog.select().where(SyncLog.outcome == "failed"))
+    assert failed_rows and all(TOKEN not in (r.message + (r.details or "")) for r in failed_rows)
+    down["state"] = False
+    retried = journal.post(configure(cfg.home, api.url), retry=True)
+    assert retried.outcome == "ok" and len(retried.posted) == 3 and sorted(api.saved) == sorted(e["key"] for e in retried.entries)
+    assert TOKEN not in cfg.log_path.read_text("utf-8")
+
+
+def test_a_client_error_is_not_retried(cfg, books, api_factory):
+    api = api_factory(lambda key, n: "401")
+    result = journal.post(configure(cfg.home, api.url))
+    assert set(api.requests.values()) == {1} and "after 1 attempts: HTTP 401" in result.failed[0]["reason"]
+
+
+def test_through_the_program_the_token_comes_from_the_environment_and_is_never_shown(home, books, api_factory):
+    api = api_factory(every_kind_of_failure)
+    configure(home, api.url, token="")
+    refused = run_cli(home, "accounting", "post", check=2)
+    assert "SYSCAFE_SYNC_ACCOUNTING_TOKEN" in refused.stderr and api.requests == Counter()
+    proc = run_cli(home, "--json", "accounting", "post", check=0, env={"SYSCAFE_SYNC_ACCOUNTING_TOKEN": TOKEN})
+    doc = json.loads(proc.stdout)
+    assert doc["destination"] == "http" and doc["where"] == api.url and len(doc["posted"]) == 3
+    assert api.auth == {f"Bearer {TOKEN}"} and len(api.saved) == 3
+    everything = proc.stdout + proc.stderr + run_cli(home, "log", check=0).stdout + (home / "logs" / "syscafe-sync.log").read_text("utf-8")
+    assert TOKEN not in everything
+    assert {v["accounting"] for v in cli_json(home, "vouchers", "list")["vouchers"]} == {"posted"}
+
