@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_json, run_cli, voucher, write_config
+from conftest import cli_env, cli_json, run_cli, voucher, write_config
 
 from syscafe_sync import catchup, passes, registry
 from syscafe_sync.caja import make_closing
@@ -27,9 +27,8 @@ def today() -> dt.date:
 
 
 def start_daemon(home: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("SYSCAFE_SYNC_HOME", "SYSCAFE_SYNC_DB")}
     return subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "daemon", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
 
 
 def wait_for(what, timeout: float, every: float = 0.1):
