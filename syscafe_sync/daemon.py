@@ -171,6 +171,11 @@ class Daemon:
                 summary += "; failing: " + ", ".join(sorted(problems))
             if self.watcher:
                 summary += f"; watching {len(watched)} local folders"
+            if problems and stopping.requested.is_set():
+                # Cut short by the stop (SIGTERM): not the cajas' failure, and the next start serves them.
+                self._log("pass", f"pass {self.passes} stopped before it ended: syscafe-sync is stopping; {summary}",
+                          outcome="stopped", duration_s=result.duration_s)
+                return
             self._log("pass", summary, outcome="failed" if problems else "ok", level="warning" if problems else "info",
                       duration_s=result.duration_s, imported=sum(r.imported for r in result.imports.results))
         except Exception as exc:  # a pass that cannot even start (database gone) must not end the service

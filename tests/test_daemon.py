@@ -108,7 +108,8 @@ def test_new_vouchers_arrive_within_two_intervals_and_sigterm_exits_0(home, two,
     assert took < 10
     assert [r.message.split(":")[0] for r in log_rows("daemon", "start")] == ["daemon started"]
     assert len(log_rows("daemon", "stop")) == 1
-    assert all(r.outcome == "ok" for r in log_rows("daemon", "pass"))
+    # a pass that SIGTERM cut short says so; it is no caja's failure
+    assert all(r.outcome in ("ok", "stopped") for r in log_rows("daemon", "pass")), history()
     # its lease is released: the next daemon starts at once
     assert run_cli(home, "--json", "caja", "list", check=0)
 
