@@ -27,7 +27,7 @@ from peewee import IntegrityError, SqliteDatabase, chunked
 
 from . import synclog
 from .caja.catalog import KNOWN_KEYS, canonical, record_set_sha256
-from .db import write_transaction
+from .db import lock, write_transaction
 from .db.models import Catalog, CatalogRecord, database, utcnow
 from .errors import SyncError, UsageError
 
@@ -300,12 +300,18 @@ def load(name: str, path: Path, key: str | None = None) -> dict:
     return result
 
 
-def _apply(name: str, key: str, records: dict[str, str]) -> dict:
+def _apply(name: str, key: str, records) -> dict | None:
+    """`records`: key -> canonical JSON, or a function computing them once the catalog is locked
+    (None when it gives nothing: the catalog is left as it is)."""
     with write_transaction():
-        query = Catalog.select().where(Catalog.name == name)
-        if not isinstance(database.obj, SqliteDatabase):
-            query = query.for_update()  # SQLite's write lock is taken at BEGIN already
-        cat = query.get_or_none()
+        # Two services loading or computing one catalog: the second reads what the first committed,
+        # its first version included, so no change is lost and no version is given twice.
+        lock(f"catalog:{name}")
+        if callable(records):
+            records = records()
+            if not records:
+                return None
+        cat = Catalog.get_or_none(Catalog.name == name)
         previous = cat.version if cat else 0
         stored = {k: (deleted, data) for k, deleted, data in
                   CatalogRecord.select(CatalogRecord.key, CatalogRecord.deleted, CatalogRecord.data)
@@ -342,9 +348,13 @@ def _apply(name: str, key: str, records: dict[str, str]) -> dict:
             "new": new_records, "changed": upserts - new_records}
 
 
-def set_records(name: str, key: str, records: dict[str, str]) -> dict:
-    """Sets a computed catalog (COMPUTED) to `records` (key -> canonical JSON), versioning only what changed."""
-    result = _apply(name, key, records)
+def set_records(name: str, key: str, compute) -> dict | None:
+    """Sets a computed catalog (COMPUTED) to what `compute()` gives (key -> canonical JSON), versioning only
+    what changed. It is computed inside the catalog's lock: a service that computed earlier never commits
+    over a later one's result. None when it gives no records."""
+    result = _apply(name, key, compute)
+    if result is None:
+        return None
     if result["version"] != result["previous_version"]:
         synclog.record(synclog.Entry(
             action="catalogs load", outcome="ok", imported=result["new"], updated=result["changed"], skipped=result["unchanged"],

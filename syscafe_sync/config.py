@@ -37,6 +37,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "watch_debounce_s": 2.0,
         # A caja failing this many passes in a row is logged at error level, once, and again when it recovers.
         "alert_after_failures": 3,
+        # Several services on one PostgreSQL database split the cajas between them (`daemon --shared`).
+        "shared": False,
     },
     "limits": {
         # A voucher file larger than this is refused (SPEC: 1 MiB).
@@ -94,6 +96,9 @@ watch = {watch}
 watch_debounce_s = {watch_debounce_s}
 # Failing passes in a row before a caja is logged at error level (once; again on recovery).
 alert_after_failures = {alert_after_failures}
+# Several services on one PostgreSQL database: each serves a share of the cajas and takes over
+# those of one that stops (true/false; every service of that database must say true).
+shared = {shared}
 
 [limits]
 # A voucher file larger than this many bytes is refused.

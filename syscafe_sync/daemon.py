@@ -17,16 +17,18 @@ import datetime as dt
 import os
 import socket
 import time
+from urllib.parse import urlparse
 
 from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import health, importer, passes, registry, stopping, synclog
+from . import health, importer, passes, registry, shared, stopping, synclog
 from .config import Config
 from .db.models import database, utcnow
-from .errors import SyncError
+from .errors import LeaseLost, SyncError
 from .lease import CajaLease
+from .shared import Share
 from .watch import Watcher
 
 
@@ -51,7 +53,8 @@ def notify(state: str) -> None:
 
 
 class Daemon:
-    def __init__(self, config: Config, interval_minutes: float | None = None, watch: bool | None = None):
+    def __init__(self, config: Config, interval_minutes: float | None = None, watch: bool | None = None,
+                 shared: bool | None = None):
         self.config = config
         minutes = interval_minutes if interval_minutes is not None else config.get("sync", "interval_minutes")
         if not minutes > 0:
@@ -62,6 +65,13 @@ class Daemon:
         self.watch = config.get("sync", "watch") if watch is None else watch
         self.debounce_s = config.get("sync", "watch_debounce_s")
         self.lease = CajaLease(health.DAEMON_LEASE, config.limits["lease_s"])
+        self.share = Share(config.limits["lease_s"]) if (config.get("sync", "shared") if shared is None else shared) else None
+        if self.share and urlparse(config.db_url).scheme.startswith("sqlite"):
+            from .errors import UsageError
+
+            raise UsageError("--shared (sync.shared) is for several services on one PostgreSQL database; this one is "
+                             f"SQLite ({config.db_url}), which one daemon serves alone. Move it with "
+                             "`syscafe-sync migrate --to postgresql://…`, or run without --shared.")
         self.scheduler: BackgroundScheduler | None = None
         self.watcher: Watcher | None = None
         self.passes = 0
@@ -69,11 +79,10 @@ class Daemon:
     def run(self) -> int:
         """Serves until `stopping.requested` is set; returns the exit status (0)."""
         stopping.requested.clear()
-        if not self.lease.try_acquire():
-            raise AlreadyRunning(f"another syscafe-sync daemon serves this database: {self.lease.describe_holder()}; "
-                                 "stop that one first, or give this one another --home or --db.")
-        self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}",
-                  details={"interval_s": self.interval_s})
+        self._take_database()
+        mode = f", shared with {len(shared.live_members()) - 1} other services" if self.share else ""
+        self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}{mode}",
+                  details={"interval_s": self.interval_s, "shared": bool(self.share)})
         self.scheduler = BackgroundScheduler(
             timezone=self.config.timezone,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -93,13 +102,33 @@ class Daemon:
             self._shutdown()
         return 0
 
+    def _take_database(self) -> None:
+        """One daemon alone (the "daemon" lease), or one member among shared ones; never a mix of the two."""
+        if self.share is None:
+            if not self.lease.try_acquire():
+                raise AlreadyRunning(f"another syscafe-sync daemon serves this database: {self.lease.describe_holder()}; "
+                                     "stop that one first, or give this one another --home or --db.")
+            members = shared.live_members()
+            if members:
+                self.lease.release()
+                raise AlreadyRunning(f"{len(members)} syscafe-sync daemons share this database (--shared), e.g. process "
+                                     f"{members[0].pid} on {members[0].host}; start this one with --shared too, or stop them first.")
+            return
+        if health.daemon_status()["running"] and not health.daemon_status()["shared"]:
+            raise AlreadyRunning(f"a syscafe-sync daemon serves this database alone: {self.lease.describe_holder()}; "
+                                 "restart it with --shared (or sync.shared = true) to share the cajas, or stop it first.")
+        self.share.join()
+
     def _shutdown(self) -> None:
         started = time.monotonic()
         if self.watcher:
             self.watcher.stop()
         if self.scheduler:
             self.scheduler.shutdown(wait=True)  # the pass in hand has seen the stop and ends at its next safe point
-        self.lease.release()
+        if self.share:
+            self.share.leave()  # the others take this one's cajas at their next pass
+        else:
+            self.lease.release()
         self._log("stop", f"daemon stopped after {self.passes} passes ({time.monotonic() - started:.1f} s to stop)")
         if not database.is_closed():
             database.close()
@@ -109,15 +138,31 @@ class Daemon:
 
     def _renew(self) -> None:
         try:
-            self.lease.renew()
+            if self.share:
+                self.share.renew()
+            else:
+                self.lease.renew()
+        except LeaseLost as exc:
+            # Stalled past lease_s, and another daemon started meanwhile: two must not serve alone.
+            self._log("stop", f"daemon stopping: {exc}", outcome="failed", level="error")
+            stopping.requested.set()
         finally:
             database.close()
 
     def _pass(self) -> None:
         try:
+            cajas = registry.all_cajas()
+            if self.share:
+                # Only the cajas this service owns now; the others' are served by the other services.
+                mine = set(self.share.claim([c.name for c in cajas]))
+                cajas = [c for c in cajas if c.name in mine]
+                if not cajas:
+                    self.passes += 1
+                    self._log("pass", f"pass {self.passes}: no caja to serve, the other services hold them all")
+                    return
             if self.watcher:
-                watched = self.watcher.update(registry.all_cajas())
-            result = passes.run_pass(self.config)
+                watched = self.watcher.update(cajas)
+            result = passes.run_pass(self.config, [c.name for c in cajas] if self.share else ())
             self.passes += 1
             problems = {c: p for c, p in result.problems().items() if p}
             cajas = len(result.points.results)
@@ -126,6 +171,11 @@ class Daemon:
                 summary += "; failing: " + ", ".join(sorted(problems))
             if self.watcher:
                 summary += f"; watching {len(watched)} local folders"
+            if problems and stopping.requested.is_set():
+                # Cut short by the stop (SIGTERM): not the cajas' failure, and the next start serves them.
+                self._log("pass", f"pass {self.passes} stopped before it ended: syscafe-sync is stopping; {summary}",
+                          outcome="stopped", duration_s=result.duration_s)
+                return
             self._log("pass", summary, outcome="failed" if problems else "ok", level="warning" if problems else "info",
                       duration_s=result.duration_s, imported=sum(r.imported for r in result.imports.results))
         except Exception as exc:  # a pass that cannot even start (database gone) must not end the service
@@ -135,7 +185,7 @@ class Daemon:
 
     def _on_voucher(self, caja: str, day: dt.date) -> None:
         """From the watcher's thread: one import of that caja soon, however many events arrive meanwhile."""
-        if stopping.requested.is_set() or self.scheduler is None:
+        if stopping.requested.is_set() or self.scheduler is None or (self.share and not self.share.owns(caja)):
             return
         try:
             self.scheduler.add_job(self._import, "date", args=[caja, day], id=f"watch:{caja}:{day}",

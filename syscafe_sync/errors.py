@@ -43,6 +43,10 @@ class Busy(SyncError):
     """Another run holds the caja."""
 
 
+class LeaseLost(SyncError):
+    """A lease ran out while its holder was stalled and another run took it: the holder's transaction is rolled back."""
+
+
 class CredentialsRefused(SyncError):
     """An smb:// root's server refused its user and password, or none were found.
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from . import synclog
-from .db import write_transaction
+from . import shared, synclog
+from .db import lock, write_transaction
 from .db.models import CajaHealth, Lease, SyncLog, utcnow
 from .lease import HOST, pid_alive
 
@@ -23,6 +23,7 @@ def record(outcomes: dict[str, list[str]], threshold: int, now: dt.datetime | No
     now = now or utcnow()
     for caja, problems in outcomes.items():
         with write_transaction():
+            lock(f"health:{caja}")  # failures += 1 from two services: both counted
             existing = CajaHealth.get_or_none(CajaHealth.caja == caja)
             row = existing or CajaHealth(caja=caja, failures=0, alerted=False, reason="")
             if problems:
@@ -57,12 +58,18 @@ def daemon_status(now: dt.datetime | None = None) -> dict:
     now = now or utcnow()
     lease = Lease.get_or_none(Lease.name == DAEMON_LEASE)
     running = lease is not None and lease.expires_at > now.timestamp() and (lease.host != HOST or pid_alive(lease.pid))
+    members = [] if running else shared.live_members(now.timestamp())
+    holder = f"process {lease.pid} on {lease.host}" if running else None
+    if members:
+        running = True
+        holder = f"{len(members)} shared services: " + ", ".join(f"process {m.pid} on {m.host}" for m in members)
     last = SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "pass")).order_by(SyncLog.id.desc()).first()
     started = SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "start")).order_by(SyncLog.id.desc()).first()
     return {
         "interval_s": json.loads(started.details).get("interval_s") if started and started.details else None,
         "running": running,
-        "holder": f"process {lease.pid} on {lease.host}" if running else None,
+        "shared": bool(members),
+        "holder": holder,
         "last_pass": {"at": last.at.isoformat(), "outcome": last.outcome, "message": last.message} if last else None,
     }
 

@@ -20,7 +20,7 @@ from peewee import IntegrityError
 
 from .db import write_transaction
 from .db.models import Lease, database, utcnow
-from .errors import Busy
+from .errors import Busy, LeaseLost
 
 HOST = socket.gethostname()
 
@@ -84,9 +84,14 @@ class CajaLease:
             delay = min(delay * 2, 1.0)
 
     def renew(self) -> None:
-        Lease.update(expires_at=time.time() + self.seconds).where(
+        """Extends the lease; LeaseLost when another run took it meanwhile. Called inside a write
+        transaction, this is the fence: the row stays locked until the commit, so nobody takes the
+        lease between this check and the work it guards."""
+        if not Lease.update(expires_at=time.time() + self.seconds).where(
             (Lease.name == self.name) & (Lease.holder == self.holder)
-        ).execute()
+        ).execute():
+            raise LeaseLost(f"{self.name}: this run's lease ran out and another run took it over "
+                            f"({self.describe_holder()}); what it had not committed is left to that run.")
 
     def release(self) -> None:
         Lease.delete().where((Lease.name == self.name) & (Lease.holder == self.holder)).execute()

@@ -267,7 +267,8 @@ def findings() -> list[dict]:
 
 def refresh_balances_catalog() -> int | None:
     """Every customer's consolidated points as the loyalty_balances catalog, pushed with the others."""
-    records = {b["customer"]: catalogs.canonical({"customer": b["customer"], "points": str(b["points"])}) for b in balances()}
-    if not records:
-        return None
-    return catalogs.set_records(CATALOG, "customer", records)["version"]
+    def records() -> dict[str, str]:
+        return {b["customer"]: catalogs.canonical({"customer": b["customer"], "points": str(b["points"])}) for b in balances()}
+
+    result = catalogs.set_records(CATALOG, "customer", records)
+    return result["version"] if result else None

@@ -382,6 +382,7 @@ class _CajaPushJob(CajaJob):
         sha = hashlib.sha256(data).hexdigest()
         manifest_text, extras_text = json.dumps(manifest, ensure_ascii=False), json.dumps(extras, ensure_ascii=False)
         with write_transaction():
+            self.lease.renew()  # the fence: a push whose lease another run took writes no manifest
             CajaCatalogs.insert(caja=self.caja.name, pending_manifest=manifest_text, pending_sha=sha,
                                 pending_extras=extras_text, updated_at=utcnow()).on_conflict(
                 conflict_target=[CajaCatalogs.caja],
@@ -392,9 +393,11 @@ class _CajaPushJob(CajaJob):
         self.storage.write_atomic(MANIFEST, data)  # the commit point
         self.result.bytes_written += len(data)
         with write_transaction():
+            # Only over our own pending row: a push that took over meanwhile has its own, and
+            # the next push adopts whichever manifest is at the caja.
             CajaCatalogs.update(manifest=manifest_text, manifest_sha=sha, extras=extras_text, pending_manifest=None,
                                 pending_sha=None, pending_extras=None, updated_at=utcnow()).where(
-                CajaCatalogs.caja == self.caja.name).execute()
+                (CajaCatalogs.caja == self.caja.name) & (CajaCatalogs.pending_sha == sha)).execute()
 
     # --- files no manifest names -----------------------------------------------------------------
 

@@ -59,7 +59,7 @@ from .caja import layout
 from .caja.catalog import canonical
 from .caja.voucher import Refused, parse_timestamp
 from .config import Config
-from .db import write_transaction
+from .db import lock, write_transaction
 from .db.models import Notice, Refusal, Rule, RuleSource, utcnow
 from .serve import CajaJob, Cancelled, serve_caja
 from .storage import Entry
@@ -347,6 +347,8 @@ class _CajaRulesJob(CajaJob):
         if not incoming:
             return out
         ids = [i.rule_id for i in incoming]
+        # Two services deciding on one rule (from two cajas): the second sees what the first kept.
+        lock(*(f"rule:{i}" for i in ids))
         held = {r.rule_id: r for r in Rule.select().where(Rule.rule_id.in_(ids))}
         sources = {s.rule_id: s for s in RuleSource.select().where(RuleSource.caja == self.caja.name)}
         for inc in incoming:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pgtest
 import pytest
 
 from syscafe_sync import config as config_mod
@@ -57,12 +58,105 @@ class CajaFolder:
         return self.root / "movements" / day.isoformat()
 
 
+# home -> the PostgreSQL URL its database lives at, when the suite runs on PostgreSQL (pgtest.ENV)
+PG_HOMES: dict[Path, str] = {}
+
+
+def pytest_sessionfinish(session):
+    if pgtest._server is not None:
+        pgtest._server.close()
+
+
 @pytest.fixture
-def home(tmp_path) -> Path:
-    """An initialised home on a real SQLite file; the API talks to it."""
+def pg_url():
+    """A fresh, empty PostgreSQL database for this test (skipped without a server, failed under CI=true)."""
+    srv = pgtest.server()
+    srv.require()
+    name = srv.create()
+    try:
+        yield srv.url(name)
+    finally:
+        _close_models()
+        srv.drop(name)
+
+
+def _close_models() -> None:
+    from syscafe_sync.db.models import database
+
+    if database.obj is not None and not database.is_closed():
+        database.close()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An initialised home; the API talks to it. Its database is a real SQLite file in it, or, with
+    SYSCAFE_SYNC_TEST_DB=pg, a fresh PostgreSQL database, also given to the CLI run on this home."""
     h = tmp_path / "home"
-    setup.init(config_mod.load(h, must_exist=False))
-    return h
+    if pgtest.mode() == "sqlite":
+        setup.init(config_mod.load(h, must_exist=False))
+        yield h
+        return
+    yield from _pg_home(h, monkeypatch)
+
+
+@pytest.fixture
+def pg_home(tmp_path, monkeypatch) -> Path:
+    """An initialised home on a fresh PostgreSQL database, whatever SYSCAFE_SYNC_TEST_DB says."""
+    yield from _pg_home(tmp_path / "home", monkeypatch)
+
+
+def _pg_home(h: Path, monkeypatch):
+    srv = pgtest.server()
+    srv.require()
+    name = srv.create(pgtest.schema_template(srv))
+    url = srv.url(name)
+    monkeypatch.setenv("SYSCAFE_SYNC_DB", url)
+    PG_HOMES[h] = url
+    try:
+        setup.init(config_mod.load(h, url, must_exist=False))
+        yield h
+    finally:
+        PG_HOMES.pop(h, None)
+        _close_models()
+        srv.drop(name)
+
+
+def sqlite_only(why: str):
+    """For a test that reads the SQLite file itself: skipped, with `why`, when the suite runs on PostgreSQL."""
+    return pytest.mark.skipif(pgtest.mode() != "sqlite", reason=f"SQLite only: {why}")
+
+
+def db_rows(home: Path, sql: str) -> list[tuple]:
+    """The rows of `sql` on home's database, whichever it is, sorted, each value as text (or None):
+    a SQLite home and a PostgreSQL one holding the same data give the same rows."""
+    if Path(home) in PG_HOMES:
+        import psycopg2
+
+        con = psycopg2.connect(PG_HOMES[Path(home)])
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql)
+                rows = cur.fetchall()
+        finally:
+            con.close()
+    else:
+        import sqlite3
+
+        con = sqlite3.connect(Path(home) / config_mod.DB_FILE)
+        try:
+            rows = con.execute(sql).fetchall()
+        finally:
+            con.close()
+    return sorted((tuple(None if v is None else str(v) for v in r) for r in rows), key=lambda r: [(v is None, v or "") for v in r])
+
+
+def cli_env(home: Path | None, env: dict | None = None) -> dict:
+    """The environment of a CLI subprocess: this process's, without SYSCAFE_SYNC_HOME/DB (the test says
+    which home), except that a home on PostgreSQL (PG_HOMES) keeps its database."""
+    full = {k: v for k, v in os.environ.items() if k not in ("SYSCAFE_SYNC_HOME", "SYSCAFE_SYNC_DB")}
+    if home is not None and Path(home) in PG_HOMES:
+        full["SYSCAFE_SYNC_DB"] = PG_HOMES[Path(home)]
+    return {**full, **(env or {})}
 
 
 @pytest.fixture
@@ -103,10 +197,7 @@ def run_cli(home: Path | None, *args: str, check: int | None = None, timeout: fl
     cmd = [sys.executable, "-m", "syscafe_sync"]
     if home is not None:
         cmd += ["--home", str(home)]
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("SYSCAFE_SYNC_HOME", None)
-    full_env.pop("SYSCAFE_SYNC_DB", None)
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=full_env)
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=cli_env(home, env))
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}, expected {check}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
     return proc

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_json, run_cli
-from test_init_config import pg_url  # noqa: F401  (the fixture: a fresh PostgreSQL database, or a skip with the reason)
+
 
 from syscafe_sync import catalogs
 from syscafe_sync.caja.catalog import canonical, record_set_sha256

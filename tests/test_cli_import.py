@@ -7,13 +7,12 @@ import os
 import pty
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import DAY, cli_json, run_cli, write_config
+from conftest import DAY, cli_json, db_rows, run_cli, write_config
 
 
 @pytest.fixture
@@ -95,28 +94,24 @@ def test_progress_is_shown_on_a_terminal_only(shop):
     assert "30/30" not in piped.stderr and piped.stderr == ""
 
 
-def snapshot(db: str) -> dict:
+def snapshot(home: Path) -> dict:
     """Everything an import decides, without the times at which it happened."""
-    con = sqlite3.connect(db)
-    q = lambda sql: sorted(con.execute(sql).fetchall())  # noqa: E731
-    state = {
+    q = lambda sql: db_rows(home, sql)  # noqa: E731
+    return {
         "vouchers": q("select caja, code, number, day, status, total, sha256, document, findings from voucher"),
         "lines": q("select v.code, v.number, l.line_no, l.product, l.quantity, l.unit_price, l.discount, l.base from voucher_line l join voucher v on v.id = l.voucher_id"),
         "taxes": q("select v.code, v.number, t.line_no, t.type, t.rate, t.amount from voucher_tax t join voucher v on v.id = t.voucher_id"),
         "payments": q("select v.code, v.number, p.line_no, p.method, p.amount from voucher_payment p join voucher v on v.id = p.voucher_id"),
         "refusals": q("select caja, path, reason from refusal where resolved_at is null"),
     }
-    con.close()
-    return state
 
 
-def no_half_voucher(db: str) -> None:
-    con = sqlite3.connect(db)
-    for vid, document in con.execute("select id, document from voucher"):
+def no_half_voucher(home: Path) -> None:
+    rows = db_rows(home, "select v.document, (select count(*) from voucher_line l where l.voucher_id = v.id), "
+                         "(select count(*) from voucher_payment p where p.voucher_id = v.id) from voucher v")
+    for document, lines, payments in rows:
         doc = json.loads(document)
-        assert con.execute("select count(*) from voucher_line where voucher_id = ?", (vid,)).fetchone()[0] == len(doc["lines"])
-        assert con.execute("select count(*) from voucher_payment where voucher_id = ?", (vid,)).fetchone()[0] == len(doc["payments"])
-    con.close()
+        assert (int(lines), int(payments)) == (len(doc["lines"]), len(doc["payments"]))
 
 
 @pytest.fixture
@@ -141,7 +136,6 @@ def test_sigkill_at_any_instant_then_one_run_gives_the_clean_state(big_shop, tmp
     clean_seconds = time.monotonic() - t0
     rng = random.Random(7)
     cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "import", "--date", DAY.isoformat()]
-    db = str(home / "syscafe-sync.db")
     kills = 0
     for _ in range(5):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -150,11 +144,11 @@ def test_sigkill_at_any_instant_then_one_run_gives_the_clean_state(big_shop, tmp
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-        no_half_voucher(db)
+        no_half_voucher(home)
     assert kills >= 2, "the import ended before it could be killed: make the caja bigger"
     run_cli(home, "import", "--date", DAY.isoformat(), check=1)
-    assert snapshot(db) == snapshot(str(reference / "syscafe-sync.db"))
-    assert len(snapshot(db)["vouchers"]) == 3000
+    assert snapshot(home) == snapshot(reference)
+    assert len(snapshot(home)["vouchers"]) == 3000
 
 
 @pytest.mark.slow
@@ -170,6 +164,5 @@ def test_two_imports_at_once_never_interleave_and_import_each_voucher_once(big_s
             imported[r["caja"]] += r["imported"]
     # Each voucher was imported by exactly one of the two runs.
     assert imported == {"CAJA1": 1500, "CAJA2": 1500}
-    db = str(home / "syscafe-sync.db")
-    assert len(snapshot(db)["vouchers"]) == 3000
-    no_half_voucher(db)
+    assert len(snapshot(home)["vouchers"]) == 3000
+    no_half_voucher(home)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_json, run_cli, voucher, write_config
+from conftest import cli_env, cli_json, run_cli, voucher, write_config
 
 from syscafe_sync import catchup, passes, registry
 from syscafe_sync.caja import make_closing
@@ -27,9 +27,8 @@ def today() -> dt.date:
 
 
 def start_daemon(home: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("SYSCAFE_SYNC_HOME", "SYSCAFE_SYNC_DB")}
     return subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "daemon", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
 
 
 def wait_for(what, timeout: float, every: float = 0.1):
@@ -109,7 +108,8 @@ def test_new_vouchers_arrive_within_two_intervals_and_sigterm_exits_0(home, two,
     assert took < 10
     assert [r.message.split(":")[0] for r in log_rows("daemon", "start")] == ["daemon started"]
     assert len(log_rows("daemon", "stop")) == 1
-    assert all(r.outcome == "ok" for r in log_rows("daemon", "pass"))
+    # a pass that SIGTERM cut short says so; it is no caja's failure
+    assert all(r.outcome in ("ok", "stopped") for r in log_rows("daemon", "pass")), history()
     # its lease is released: the next daemon starts at once
     assert run_cli(home, "--json", "caja", "list", check=0)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tomllib
@@ -250,47 +249,6 @@ def test_unknown_database_url_gives_exit_2(tmp_path, url):
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
-
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def _pg_admin():
-    """A connection to the `test` database as the first user that trust auth lets in, or the reason there is none."""
-    try:
-        import psycopg2
-    except ImportError as exc:
-        return None, None, f"psycopg2 is not installed ({exc})"
-    problems = []
-    for user in ("postgres", "root"):
-        try:
-            conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, dbname="test", user=user, connect_timeout=3)
-        except psycopg2.Error as exc:
-            problems.append(f"{user}: {str(exc).strip()}")
-            continue
-        conn.autocommit = True
-        return conn, user, None
-    return None, None, "; ".join(problems)
-
-
-@pytest.fixture
-def pg_url():
-    admin, user, why = _pg_admin()
-    if admin is None:
-        reason = f"PostgreSQL at {PG_HOST}:{PG_PORT} database test is not reachable with trust auth ({why})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    name = f"syscafe_test_{secrets.token_hex(6)}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-
 
 def test_postgresql_init_and_caja_add(tmp_path, pg_url, caja_folder):
     home = tmp_path / "home"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import DAY, cli_json, run_cli
+from conftest import DAY, cli_json, db_rows, run_cli
 
 from syscafe_sync import importer, loyalty, push, registry
 from syscafe_sync.caja.catalog import read_catalog
@@ -171,10 +170,7 @@ def test_sigkill_mid_sync_then_the_exact_result(home, caja, tmp_path):
     run_cli(home, "loyalty", "sync", check=0)
 
     def state(h):
-        con = sqlite3.connect(h / "syscafe-sync.db")
-        rows = sorted(con.execute("select caja, seq, customer, kind, points, path, line from loyalty_entry"))
-        con.close()
-        return rows
+        return db_rows(h, "select caja, seq, customer, kind, points, path, line from loyalty_entry")
 
     assert kills >= 1
     assert state(home) == state(reference) and len(state(home)) == 100000

@@ -36,3 +36,27 @@ def test_init_upgrades_a_version_1_database_and_keeps_its_data(tmp_path, caja_fo
     assert con.execute("SELECT count(*) FROM voucher").fetchone() == (1,)
     con.close()
     assert "schema already up to date" in run_cli(home, "init", check=0).stdout
+
+
+def test_a_postgresql_database_of_version_5_gets_double_precision_lease_times(tmp_path, pg_url):
+    """Versions 1-5 made lease expiry REAL on PostgreSQL: rounded to 128 s, leases ran out at the wrong time."""
+    import psycopg2
+
+    home = tmp_path / "home"
+    run_cli(home, "--db", pg_url, "init", check=0)
+    con = psycopg2.connect(pg_url)
+    con.autocommit = True
+
+    def types():
+        with con.cursor() as cur:
+            cur.execute("SELECT table_name, data_type FROM information_schema.columns WHERE column_name IN ('expires_at', 'duration_s') ORDER BY 1")
+            return cur.fetchall()
+
+    assert types() == [("lease", "double precision"), ("sync_log", "double precision")]
+    with con.cursor() as cur:
+        cur.execute('ALTER TABLE lease ALTER COLUMN expires_at TYPE REAL')
+        cur.execute('ALTER TABLE sync_log ALTER COLUMN duration_s TYPE REAL')
+        cur.execute("DELETE FROM schema_version WHERE version > 5")
+    assert "PostgreSQL: lease expiry and durations in double precision" in run_cli(home, "--db", pg_url, "init", check=0).stdout
+    assert types() == [("lease", "double precision"), ("sync_log", "double precision")]
+    con.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cli_json, run_cli, write_config
-from test_init_config import pg_url  # noqa: F401  (the fixture: a fresh PostgreSQL database, or a skip with the reason)
+
 
 from syscafe_sync import config as config_mod
 from syscafe_sync import db, registry, rules

@@ -21,15 +21,16 @@ UNIT_TEMPLATE = Path(__file__).resolve().parent.parent / "service" / "syscafe-sy
 @click.command("daemon")
 @click.option("--interval", type=float, metavar="MINUTES", help="Minutes between two passes (decimals allowed: 0.05 is 3 s); default: sync.interval_minutes of the configuration.")
 @click.option("--watch/--no-watch", default=None, help="Start an import as soon as a voucher file appears in a local caja folder; default: sync.watch of the configuration.")
+@click.option("--shared/--alone", default=None, help="Share this PostgreSQL database with other daemons, each serving a share of the cajas and taking over those of one that stops; default: sync.shared of the configuration (alone).")
 @pass_app
-def daemon_cmd(app: App, interval, watch):
+def daemon_cmd(app: App, interval, watch, shared):
     """Runs the service in the foreground: a full pass every interval, until SIGTERM or SIGINT (Ctrl-C).
 
     The first pass starts at once and catches up the days each caja missed.
     Service managers (systemd, the Windows service) start this.
     """
     cfg = app.open()
-    service = Daemon(cfg, interval, watch)
+    service = Daemon(cfg, interval, watch, shared)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.requested.set())
     if not app.json_out:

@@ -24,6 +24,17 @@ _SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": 
 
 def connect(url: str) -> Database:
     """Opens the database named by `url` and binds the models to it."""
+    db = open_url(url)
+    database.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+    except (OperationalError, ImportError) as exc:
+        raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db / SYSCAFE_SYNC_DB.") from exc
+    return db
+
+
+def open_url(url: str) -> Database:
+    """The database named by `url`, not connected and not bound to the models."""
     scheme = urlparse(url).scheme.split("+")[0]
     if scheme == "sqlite":
         path = url[len("sqlite:///"):]
@@ -33,13 +44,12 @@ def connect(url: str) -> Database:
     elif scheme in ("postgres", "postgresql", "psycopg3"):
         db = url_connect(url, field_types=_FIELD_TYPES["postgres"])
     else:
-        raise ConfigError(f"database URL {url!r} is neither sqlite:///PATH nor postgresql://…; fix --db or SYSCAFE_SYNC_DB.")
-    database.initialize(db)
-    try:
-        db.connect(reuse_if_open=True)
-    except (OperationalError, ImportError) as exc:
-        raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db / SYSCAFE_SYNC_DB.") from exc
+        raise ConfigError(f"database URL {redact(url)!r} is neither sqlite:///PATH nor postgresql://…; fix --db or SYSCAFE_SYNC_DB.")
     return db
+
+
+def is_postgres(url: str) -> bool:
+    return urlparse(url).scheme.split("+")[0] in ("postgres", "postgresql", "psycopg3")
 
 
 def require_file(url: str) -> None:
@@ -76,3 +86,19 @@ def write_transaction():
     if isinstance(db, SqliteDatabase):
         return db.atomic(lock_type="IMMEDIATE")
     return db.atomic()
+
+
+def lock(*keys: str) -> None:
+    """Inside a write transaction: no other transaction that locks one of `keys` runs its
+    read-modify-write until this one ends. SQLite's BEGIN IMMEDIATE serializes every writer
+    already; on PostgreSQL (READ COMMITTED) two services could otherwise both read the old
+    value and the second commit would lose the first one's update. A transaction-level
+    advisory lock is released by COMMIT or ROLLBACK, so a killed process never leaves one;
+    the keys are taken in sorted order so two transactions cannot deadlock on them."""
+    from peewee import SqliteDatabase
+
+    db = database.obj
+    if isinstance(db, SqliteDatabase):
+        return
+    for key in sorted(set(keys)):
+        db.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))

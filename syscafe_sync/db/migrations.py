@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peewee import Database
+from peewee import Database, PostgresqlDatabase
 
 from . import models as m
 
@@ -46,6 +46,14 @@ def _accounting(db: Database) -> None:
     db.create_tables([m.AccountMap, m.JournalEntry, m.JournalVoucher, m.PostingStatus])
 
 
+def _double_precision(db: Database) -> None:
+    # Versions 1-5 made these REAL on PostgreSQL (peewee's FloatField): an epoch time in REAL is
+    # rounded to 128 s, so leases expired at the wrong time. SQLite's REAL is a double already.
+    if isinstance(db, PostgresqlDatabase):
+        db.execute_sql('ALTER TABLE "lease" ALTER COLUMN "expires_at" TYPE DOUBLE PRECISION')
+        db.execute_sql('ALTER TABLE "sync_log" ALTER COLUMN "duration_s" TYPE DOUBLE PRECISION')
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -55,6 +63,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (5, "the service: where each caja's catch-up starts, failing passes in a row", _service),
     (6, "proof of completeness: numbering resolutions, the cajas' day closings", _completeness),
     (7, "accounting: the mapping, journal entries, a posting status per voucher", _accounting),
+    (8, "PostgreSQL: lease expiry and durations in double precision", _double_precision),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -12,7 +12,7 @@ from peewee import (
     CharField,
     DatabaseProxy,
     DecimalField,
-    FloatField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -197,7 +197,7 @@ class SyncLog(Base):
     updated = IntegerField(default=0)
     skipped = IntegerField(default=0)
     refused = IntegerField(default=0)
-    duration_s = FloatField(default=0.0)
+    duration_s = DoubleField(default=0.0)
     outcome = CharField()
     message = TextField(default="")
     details = TextField(null=True)
@@ -214,7 +214,9 @@ class Lease(Base):
     host = CharField()
     pid = IntegerField()
     acquired_at = TimestampField()
-    expires_at = FloatField()  # seconds since the epoch, compared with time.time()
+    # Seconds since the epoch, compared with time.time(). DOUBLE: PostgreSQL's REAL (peewee's FloatField)
+    # holds about 7 digits, so an epoch time in it is rounded to 128 s and a lease's expiry lost.
+    expires_at = DoubleField()
 
 
 class Catalog(Base):

@@ -1,0 +1,160 @@
+"""`migrate --to URL`: copies the main database into an empty PostgreSQL database, and proves the copy.
+
+The target's schema is made by the same migrations `init` runs, so it is the
+schema a fresh PostgreSQL installation has. Then every table is copied in
+primary-key order, in batches, inside one transaction: a copy that fails or
+does not verify leaves the target's tables empty. Verification reads both
+sides again and compares, per table, the row count and a sha256 over the
+canonical rows (each row's Python values as JSON, in primary-key order), so
+a value that changed on the way (a decimal's scale, a time, a boolean) is
+caught. Last, the target's id sequences are moved past the copied ids, so the
+next insert there does not collide.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import time
+from collections.abc import Callable
+
+from peewee import Database
+
+from . import db as db_mod
+from .db import migrations
+from .db.models import ALL_MODELS, CajaHealth, ImportedDay, SchemaVersion, SyncLog, database, utcnow
+from .errors import SyncError, UsageError
+
+# Parents before children (foreign keys); schema_version is the target's own, written by its migrations.
+MODELS = [m for m in ALL_MODELS if m is not SchemaVersion] + [ImportedDay, CajaHealth]
+
+
+class CopyMismatch(SyncError):
+    """The copy read back from the target is not the source: it was rolled back."""
+
+
+def _canonical(value) -> object:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _order(model) -> list:
+    pk = model._meta.primary_key
+    return [model._meta.fields[n] for n in pk.field_names] if hasattr(pk, "field_names") else [pk]
+
+
+def _rows(db: Database, model, batch: int):
+    """The table's rows as tuples of Python values, in primary-key order, `batch` at a time."""
+    fields = model._meta.sorted_fields
+    sql, params = db.get_sql_context().sql(model.select(*fields).order_by(*_order(model))).query()
+    cursor = db.execute_sql(sql, params)
+    convert = [f.python_value for f in fields]
+    while True:
+        chunk = cursor.fetchmany(batch)
+        if not chunk:
+            return
+        yield [tuple(c(v) for c, v in zip(convert, row)) for row in chunk]
+
+
+def _digest(db: Database, model, batch: int) -> tuple[int, str]:
+    h = hashlib.sha256()
+    count = 0
+    for chunk in _rows(db, model, batch):
+        for row in chunk:
+            h.update(json.dumps([_canonical(v) for v in row], ensure_ascii=False, separators=(",", ":")).encode())
+            h.update(b"\n")
+        count += len(chunk)
+    return count, h.hexdigest()
+
+
+def _held_data(target: Database) -> list[str]:
+    """Tables of the target that hold rows: `init`'s own log row does not count."""
+    out = []
+    tables = set(target.get_tables())
+    for model in MODELS:
+        if model._meta.table_name not in tables:
+            continue
+        query = model.select()
+        if model is SyncLog:
+            query = query.where(SyncLog.action != "init")
+        if target.execute(query.limit(1)).fetchone():
+            out.append(model._meta.table_name)
+    return out
+
+
+def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
+         progress: Callable[[str], None] = lambda _: None) -> dict:
+    """Copies `source` (bound to the models now) into the database at `target_url`; returns what was copied
+    and verified. UsageError, nothing changed, when the target is not an empty PostgreSQL database."""
+    if not db_mod.is_postgres(target_url):
+        raise UsageError(f"--to {db_mod.redact(target_url)}: the target must be a PostgreSQL database "
+                         "(postgresql://USER@HOST/DBNAME), created empty with `createdb`.")
+    if batch < 1:
+        raise UsageError(f"--batch {batch}: give a number of rows greater than zero, like 2000.")
+    started = time.monotonic()
+    target = db_mod.open_url(target_url)
+    try:
+        target.connect()
+    except Exception as exc:
+        raise UsageError(f"cannot open the target database {db_mod.redact(target_url)} ({exc}); "
+                         "create it with `createdb` and check the URL.") from None
+    try:
+        full = _held_data(target)
+        if full:
+            raise UsageError(f"the target database {db_mod.redact(target_url)} already holds data (tables: {', '.join(full)}); "
+                             "nothing was copied. Give an empty database (dropdb / createdb it first).")
+        database.initialize(target)  # the migrations and inserts below go through the models
+        migrations.upgrade(target)
+        tables = []
+        with target.atomic():
+            SyncLog.delete().execute()  # `init`'s row, if it ran there: the log is copied whole, ids and all
+            for model in MODELS:
+                tables.append(_copy_table(source, target, model, batch, progress))
+            _reset_sequences(target)
+        # The target's log says where its history came from; the source's log says where it went (the CLI).
+        SyncLog.create(at=utcnow(), level="info", action="migrate", outcome="ok",
+                       message=f"copied from {db_mod.redact(source_url)}: {sum(t['rows'] for t in tables)} rows in "
+                               f"{len(tables)} tables, counts and sha256 verified")
+        return {"target": db_mod.redact(target_url), "tables": tables, "rows": sum(t["rows"] for t in tables),
+                "duration_s": round(time.monotonic() - started, 3)}
+    finally:
+        database.initialize(source)
+        target.close()
+
+
+def _copy_table(source: Database, target: Database, model, batch: int, progress) -> dict:
+    name = model._meta.table_name
+    fields = model._meta.sorted_fields
+    copied = 0
+    for chunk in _rows(source, model, batch):
+        model.insert_many(chunk, fields=fields).execute()
+        copied += len(chunk)
+        progress(f"{name}: {copied} rows")
+    count, sha = _digest(source, model, batch)
+    got_count, got_sha = _digest(target, model, batch)
+    if (count, sha) != (got_count, got_sha):
+        # Raised inside the transaction: the target is rolled back to empty.
+        raise CopyMismatch(f"table {name}: the source has {count} rows (sha256 {sha[:12]}…), the copy read back "
+                           f"{got_count} (sha256 {got_sha[:12]}…); nothing was kept in the target. Please report it.")
+    progress(f"{name}: {count} rows, verified (sha256 {sha[:12]}…)")
+    return {"table": name, "rows": count, "sha256": sha}
+
+
+def _reset_sequences(target: Database) -> None:
+    """Serial ids were copied as they were: each sequence must continue after the largest one."""
+    for model in MODELS:
+        pk = model._meta.primary_key
+        if getattr(pk, "field_type", None) != "AUTO":
+            continue
+        table, column = model._meta.table_name, pk.column_name
+        target.execute_sql(
+            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'), "
+            f'COALESCE(MAX("{column}"), 1), MAX("{column}") IS NOT NULL) FROM "{table}"')
+
