@@ -24,12 +24,13 @@ from peewee import SqliteDatabase, chunked
 
 from . import audit, catchup, closings, findings, registry, resolutions, synclog
 from .caja import layout
-from .caja.voucher import ParsedVoucher, Refused, parse
+from .caja.voucher import ParsedVoucher, Refused
 from .config import Config
 from .db import write_transaction
 from .db.models import MoneyField, Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
 from .serve import CajaJob, Cancelled, serve_caja
 from .storage import Entry
+from .voucher_decode import parse
 
 MODES = ("skip", "overwrite")
 Progress = Callable[[str, int, int], None]

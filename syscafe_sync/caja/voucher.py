@@ -17,7 +17,6 @@ class Refused(Exception):
 
 @dataclass
 class ParsedVoucher:
-    doc: dict
     header: dict
     lines: list[dict] = field(default_factory=list)
     taxes: list[dict] = field(default_factory=list)
@@ -135,7 +134,7 @@ def parse(raw: bytes) -> ParsedVoucher:
         "loyalty_earned": _int(loyalty, "earned", "loyalty."),
         "loyalty_redeemed": _int(loyalty, "redeemed", "loyalty."),
     }
-    parsed = ParsedVoucher(doc=doc, header=header)
+    parsed = ParsedVoucher(header=header)
     for i, line in enumerate(_list(doc["lines"], "lines")):
         w = f"lines[{i}]."
         line = _obj(line, f"lines[{i}]")
