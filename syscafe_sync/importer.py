@@ -27,7 +27,7 @@ from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused
 from .config import Config
 from .db import write_transaction
-from .db.models import MoneyField, Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
+from .db.models import Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
 from .serve import CajaJob, Cancelled, serve_caja
 from .storage import Entry
 from .voucher_decode import parse
@@ -154,7 +154,6 @@ class _Kept:
     existing_id: int | None
 
 
-_CONVERTED = (MoneyField, TimestampField)
 # PostgreSQL takes at most 65535 parameters in one statement.
 _PG_MAX_PARAMS = 65535
 
@@ -175,9 +174,9 @@ def _insert(model, rows: list[dict]) -> None:
     sql = 'INSERT INTO "{}" ({}) VALUES ({})'.format(
         model._meta.table_name, ", ".join(f'"{f.column_name}"' for f in fields), ", ".join("?" * len(fields))
     )
-    # Only the fields whose database value differs from the Python one are converted;
-    # sqlite3 takes str, int and None as they are.
-    convert = [(i, f.db_value) for i, f in enumerate(fields) if isinstance(f, _CONVERTED)]
+    # Only the fields whose database value differs from the Python one are converted here;
+    # sqlite3 takes str, int and None as they are, and Decimal through the adapter syscafe_sync.db registers.
+    convert = [(i, f.db_value) for i, f in enumerate(fields) if isinstance(f, TimestampField)]
     # Rows are built the same way, so their keys come in the same order.
     values = [list(row.values()) for row in rows]
     if convert:
@@ -221,7 +220,7 @@ class _CajaImport(CajaJob):
         else:
             known = Voucher.select(Voucher.code, Voucher.number, Voucher.id, Voucher.sha256).where(where)
             existing = {(code, number): (vid, sha) for code, number, vid, sha in database.execute(known)}
-        open_refusals = {
+        self.open_refusals = open_refusals = {
             p for (p,) in Refusal.select(Refusal.path)
             .where((Refusal.caja == self.caja.name) & (Refusal.day == self.day.isoformat()) & Refusal.resolved_at.is_null())
             .tuples()
@@ -339,7 +338,8 @@ class _CajaImport(CajaJob):
         with write_transaction():
             batch = self._drop_known_elsewhere(batch)
             self._write(batch)
-            self._quarantine(refused, [k.path for k in batch] + resolved)
+            # Only files refused before can have a quarantine entry to close.
+            self._quarantine(refused, [k.path for k in batch if k.path in self.open_refusals] + resolved)
             self.lease.renew()
             if self.stop.is_set():
                 raise Cancelled()  # rolls the batch back: the next pass does it whole
@@ -354,14 +354,7 @@ class _CajaImport(CajaJob):
         new = [k for k in batch if k.existing_id is None]
         if not new:
             return batch
-        codes = {k.key[0] for k in new}
-        numbers = [k.key[1] for k in new]
-        found = {
-            (c, n): (vid, sha)
-            for vid, c, n, sha in Voucher.select(Voucher.id, Voucher.code, Voucher.number, Voucher.sha256)
-            .where(Voucher.code.in_(list(codes)) & Voucher.number.between(min(numbers), max(numbers)))
-            .tuples()
-        }
+        found = {(c, n): (vid, sha) for vid, c, n, sha in self._known([k.key for k in new], "sha256")}
         kept = []
         for k in batch:
             other = found.get(k.key) if k.existing_id is None else None
@@ -374,8 +367,23 @@ class _CajaImport(CajaJob):
                 self.result.skipped += 1
         return kept
 
+    @staticmethod
+    def _known(keys: list[tuple[str, int]], *extra: str):
+        """(id, code, number, *extra) of the vouchers among `keys`, by the (code, number) index.
+        Plain SQL: peewee builds an IN list value by value, more than the lookup itself costs."""
+        by_code: dict[str, list[int]] = {}
+        for code, number in keys:
+            by_code.setdefault(code, []).append(number)
+        db = database.obj
+        columns = ", ".join(f'"{c}"' for c in ("id", "code", "number", *extra))
+        for code, numbers in by_code.items():
+            for chunk in chunked(numbers, 5000):
+                sql = f'SELECT {columns} FROM "voucher" WHERE "code" = {db.param} AND "number" IN ({", ".join([db.param] * len(chunk))})'
+                yield from db.execute_sql(sql, [code, *chunk])
+
     def _write(self, batch: list[_Kept]) -> None:
-        now = utcnow()
+        # One instant for the batch, converted once: a TimestampField's conversion per row costs.
+        now = TimestampField().db_value(utcnow())
         rows = []
         for k in batch:
             row = dict(k.parsed.header)
@@ -389,9 +397,9 @@ class _CajaImport(CajaJob):
             for k, row in zip(batch, rows):
                 if k.existing_id is not None:
                     Voucher.update(**row).where(Voucher.id == k.existing_id).execute()
-        fresh = [dict(row, imported_at=now) for k, row in zip(batch, rows) if k.existing_id is None]
-        _insert(Voucher, fresh)
-        ids = self._ids([k.key for k in batch])
+        fresh = [(k, dict(row, imported_at=now)) for k, row in zip(batch, rows) if k.existing_id is None]
+        ids = {k.key: k.existing_id for k in batch if k.existing_id is not None}
+        ids.update(self._insert_vouchers(fresh))
         lines, taxes, payments = [], [], []
         for k in batch:
             vid = ids[k.key]
@@ -403,18 +411,23 @@ class _CajaImport(CajaJob):
         for model, items in ((VoucherLine, lines), (VoucherTax, taxes), (VoucherPayment, payments)):
             _insert(model, items)
 
-    def _ids(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        if not keys:
+    def _insert_vouchers(self, fresh: list[tuple[_Kept, dict]]) -> dict[tuple[str, int], int]:
+        """Inserts new vouchers and returns their ids. On SQLite this transaction is the only
+        writer (BEGIN IMMEDIATE), so the ids are given here, after the highest one, instead of
+        being read back; PostgreSQL's come from its sequence."""
+        if not fresh:
             return {}
-        numbers = [n for _, n in keys]
-        wanted = set(keys)
-        return {
-            (c, n): vid
-            for vid, c, n in Voucher.select(Voucher.id, Voucher.code, Voucher.number)
-            .where(Voucher.code.in_(list({c for c, _ in keys})) & Voucher.number.between(min(numbers), max(numbers)))
-            .tuples()
-            if (c, n) in wanted
-        }
+        if isinstance(database.obj, SqliteDatabase):
+            (top,) = database.execute_sql('SELECT coalesce(max("id"), 0) FROM "voucher"').fetchone()
+            for i, (_, row) in enumerate(fresh, start=top + 1):
+                row["id"] = i
+            _insert(Voucher, [row for _, row in fresh])
+            return {k.key: row["id"] for k, row in fresh}
+        _insert(Voucher, [row for _, row in fresh])
+        return self._ids([k.key for k, _ in fresh])
+
+    def _ids(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {(c, n): vid for vid, c, n in self._known(keys)}
 
     def _quarantine(self, refused: list[tuple[str, str, str | None]], fine: list[str]) -> None:
         now = utcnow()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +22,11 @@ _FIELD_TYPES = {
 # WAL lets readers (`log --follow`, `caja list`) run while an import writes;
 # the busy timeout makes a second writer wait instead of failing at once.
 _SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": "normal", "foreign_keys": 1}
+
+
+# A Decimal handed straight to sqlite3 (the importer's bulk inserts) is stored as its exact text,
+# as MoneyField.db_value stores it; registered once, the conversion runs in C.
+sqlite3.register_adapter(decimal.Decimal, str)
 
 
 def connect(url: str) -> Database:
