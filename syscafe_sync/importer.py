@@ -19,8 +19,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
-from peewee import SqliteDatabase, chunked
+from peewee import SqliteDatabase, chunked, fn
 
 from . import audit, catchup, closings, findings, registry, resolutions, synclog
 from .caja import layout
@@ -214,26 +215,41 @@ class _CajaImport(CajaJob):
         owners = registry.code_owner()
         self.ranges = resolutions.for_codes(codes)
         where = (Voucher.caja == self.caja.name) & (Voucher.day == self.day.isoformat())
-        # Raw cursors: peewee's row objects cost more than the rest of a re-run.
-        if self.mode == "skip":
-            existing = dict.fromkeys(database.execute(Voucher.select(Voucher.code, Voucher.number).where(where)))
-        else:
-            known = Voucher.select(Voucher.code, Voucher.number, Voucher.id, Voucher.sha256).where(where)
-            existing = {(code, number): (vid, sha) for code, number, vid, sha in database.execute(known)}
         self.open_refusals = open_refusals = {
             p for (p,) in Refusal.select(Refusal.path)
             .where((Refusal.caja == self.caja.name) & (Refusal.day == self.day.isoformat()) & Refusal.resolved_at.is_null())
             .tuples()
         }
-        todo = self._classify(sorted(entries, key=lambda e: e.name))
-        total = len(todo)
+        skipped = 0
         if self.mode == "skip":
-            # Decided from the listing alone: what is imported is neither read nor looked at again.
+            # A name this folder's vouchers were imported from is done: a set difference, with no
+            # look at each name, since a pass with nothing new must cost little more than the listing.
+            start = len(self.folder) + 2
+            imported = {name for (name,) in database.execute(Voucher.select(fn.substr(Voucher.path, start)).where(where))}
+            by_name = {e.name: e for e in entries}
+            left = by_name.keys() - imported
+            skipped = len(by_name) - len(left)
+            entries = [by_name[name] for name in left]
+            if open_refusals:
+                self.resolved += [p for p in open_refusals if p[start - 1:] in imported]
+        todo = self._classify(sorted(entries, key=attrgetter("name")))
+        total = skipped + len(todo)
+        # Raw cursors: peewee's row objects cost more than the rest of a re-run.
+        if not todo:
+            existing = {}
+        elif self.mode == "skip":
+            existing = dict.fromkeys(database.execute(Voucher.select(Voucher.code, Voucher.number).where(where)))
+        else:
+            known = Voucher.select(Voucher.code, Voucher.number, Voucher.id, Voucher.sha256).where(where)
+            existing = {(code, number): (vid, sha) for code, number, vid, sha in database.execute(known)}
+        if self.mode == "skip":
+            # The same voucher under another name (another zero-padding): decided from the listing too.
             new = [(e, k) for e, k in todo if k not in existing]
-            self.result.skipped += len(todo) - len(new)
+            skipped += len(todo) - len(new)
             if open_refusals:
                 self.resolved += [p for e, k in todo if k in existing and (p := f"{self.folder}/{e.name}") in open_refusals]
             todo = new
+        self.result.skipped += skipped
         done = total - len(todo)
         # Reads go ahead of the checks (several at once on an SMB root); files refused
         # from the listing alone are never opened.
@@ -257,12 +273,14 @@ class _CajaImport(CajaJob):
 
     def _classify(self, entries: list[Entry]) -> list[tuple[Entry, tuple[str, int] | None]]:
         todo = []
-        for e in entries:
-            if layout.is_ignored(e.name) or e.name == layout.CLOSING:
+        for i, name, key in layout.voucher_keys([e.name for e in entries]):
+            e = entries[i]
+            if name == layout.CLOSING:
                 continue
-            key = None if e.is_dir else layout.parse_voucher_name(e.name)
+            if e.is_dir:
+                key = None
             if key is None and not e.outside:
-                self._notice(f"{self.folder}/{e.name}", "unknown name")
+                self._notice(f"{self.folder}/{name}", "unknown name")
                 continue
             todo.append((e, key))
         return todo
@@ -388,7 +406,7 @@ class _CajaImport(CajaJob):
         for k in batch:
             row = dict(k.parsed.header)
             row.update(day=self.day.isoformat(), path=k.path, sha256=k.sha256, document=k.document,
-                       findings=json.dumps(k.findings, ensure_ascii=False), updated_at=now)
+                       findings=json.dumps(k.findings, ensure_ascii=False) if k.findings else "[]", updated_at=now)
             rows.append(row)
         changed = [k.existing_id for k in batch if k.existing_id is not None]
         if changed:

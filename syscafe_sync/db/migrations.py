@@ -54,6 +54,13 @@ def _double_precision(db: Database) -> None:
         db.execute_sql('ALTER TABLE "sync_log" ALTER COLUMN "duration_s" TYPE DOUBLE PRECISION')
 
 
+def _day_names_index(db: Database) -> None:
+    # A skip-mode re-run asks "which file names of this caja's day folder are imported?":
+    # the path joins the covering index of version 2, so that is answered from it alone too.
+    db.execute_sql("CREATE INDEX IF NOT EXISTS voucher_caja_day_code_number_path ON voucher (caja, day, code, number, path)")
+    db.execute_sql("DROP INDEX IF EXISTS voucher_caja_day_code_number")  # a prefix of the new one
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -64,6 +71,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (6, "proof of completeness: numbering resolutions, the cajas' day closings", _completeness),
     (7, "accounting: the mapping, journal entries, a posting status per voucher", _accounting),
     (8, "PostgreSQL: lease expiry and durations in double precision", _double_precision),
+    (9, "the file names of a caja's day in the covering index", _day_names_index),
 ]
 
 LATEST = MIGRATIONS[-1][0]
