@@ -47,6 +47,8 @@ class CajaResult:
     skipped: int = 0
     refused: int = 0
     refusals: list[dict] = field(default_factory=list)
+    # vouchers imported or updated with findings (SPEC: flagged, listed by `vouchers check`, logged)
+    flagged: list[dict] = field(default_factory=list)
     duration_s: float = 0.0
     # the day's closing.json was in its folder (the caja closed that day); None: there was no folder
     closed: bool | None = False
@@ -62,6 +64,7 @@ class CajaResult:
             "skipped": self.skipped,
             "refused": self.refused,
             "refusals": self.refusals,
+            "flagged": len(self.flagged),
             "duration_s": round(self.duration_s, 3),
             "date": self.day.isoformat() if self.day else None,
         }
@@ -134,6 +137,12 @@ def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
         synclog.record(
             synclog.Entry(action="import", outcome="refused", caja=result.caja, mode=mode, level="warning", refused=1,
                           message=f"{r['path']} refused: {r['reason']}", details=r)
+        )
+    for f in result.flagged:
+        synclog.record(
+            synclog.Entry(action="import", outcome="finding", caja=result.caja, mode=mode, level="warning",
+                          message=f"{f['voucher']} ({f['path']}) imported with findings: " + "; ".join(x["message"] for x in f["findings"]),
+                          details=f)
         )
     level = {"ok": "warning" if result.refused else "info", "busy": "warning"}.get(result.outcome, "error")
     synclog.record(
@@ -365,6 +374,8 @@ class _CajaImport(CajaJob):
         self.result.updated += sum(1 for k in batch if k.existing_id is not None)
         self.result.refused += len(refused)
         self.result.refusals += [{"path": p, "reason": r} for p, r, _ in refused]
+        self.result.flagged += [{"voucher": f"{k.key[0]}-{k.key[1]}", "path": k.path, "findings": k.findings}
+                                for k in batch if k.findings]
         self.batch, self.refused, self.resolved = [], [], []
 
     def _drop_known_elsewhere(self, batch: list[_Kept]) -> list[_Kept]:

@@ -71,6 +71,12 @@ def test_each_finding_is_flagged_and_a_clean_voucher_is_not(cfg, two, spoil, kin
     assert findings_of("FV1", 1) == []
     assert kind in kinds_of("FV1", 2)
     assert any(words in f["message"] for f in findings_of("FV1", 2)), findings_of("FV1", 2)
+    # SPEC: flagged, and logged; the clean voucher is not
+    [logged] = SyncLog.select().where(SyncLog.outcome == "finding")
+    assert (logged.caja, logged.level) == ("CAJA1", "warning")
+    assert "FV1-2" in logged.message and words in logged.message
+    assert imported(cfg)["CAJA1"].skipped == 2 and SyncLog.select().where(SyncLog.outcome == "finding").count() == 1, \
+        "logged once, not on every pass"
 
 
 def test_numbering_findings_follow_the_resolutions_and_are_checked_again_when_they_change(cfg, two):
