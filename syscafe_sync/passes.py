@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import catalogs, catchup, health, importer, loyalty, push, registry, rules, stopping, synclog
+from .serve import in_pool
 from .config import Config
-from .db.models import database, utcnow
+from .db.models import utcnow
 
 
 @dataclass
@@ -49,20 +49,6 @@ class PassResult:
         return {"action": "sync", "date": self.day.isoformat(), "duration_s": round(self.duration_s, 3), "actions": actions}
 
 
-def _in_pool(workers: int, fn, items: list) -> list:
-    """fn over items in a bounded pool, results in the order of the items; each worker closes its connection."""
-
-    def run(item):
-        try:
-            return fn(item)
-        finally:
-            if not database.is_closed():
-                database.close()
-
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items) or 1)), thread_name_prefix="sync") as pool:
-        return list(pool.map(run, items))
-
-
 def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.date | None = None,
              now: dt.datetime | None = None) -> PassResult:
     """`day` imports that process date only; without it each caja catches up (see catchup)."""
@@ -81,7 +67,7 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
             imported.append(importer.import_caja(config, caja, d, "skip", None, now))
         return (imported, loyalty.sync_caja(config, caja), rules.sync_caja(config, caja))
 
-    done = _in_pool(workers, per_caja, cajas)
+    done = in_pool(workers, per_caja, cajas)
     imports = importer.ImportResult(day or today, "skip", [r for d in done for r in d[0]])
     version = loyalty.refresh_balances_catalog()
     points = loyalty.SyncResult([d[1] for d in done], loyalty.findings(), version)
@@ -89,7 +75,7 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
     pushed = None
     if catalogs.names():
         main = push.MainCatalogs(catalogs.names())
-        pushed = push.PushResult("partial", False, _in_pool(workers, lambda c: push.push_caja(config, c, "partial", False, main, now), cajas))
+        pushed = push.PushResult("partial", False, in_pool(workers, lambda c: push.push_caja(config, c, "partial", False, main, now), cajas))
     result = PassResult(day or today, imports, points, held, pushed, time.monotonic() - started)
     problems = result.problems()
     _log(result, problems)

@@ -26,7 +26,7 @@ from .config import Config
 from .db import write_transaction
 from .db.models import CajaCatalogs, utcnow
 from .errors import SyncError, UsageError
-from .serve import CajaJob, serve_caja
+from .serve import CajaJob, in_pool, serve_caja
 from .storage import Storage
 
 MODES = ("partial", "total", "replace")
@@ -156,7 +156,8 @@ def push(config: Config, names: list[str] | tuple[str, ...] = (), mode: str = "p
     if not loaded:
         raise UsageError("no catalog is loaded on the main server yet; load one with `syscafe-sync catalogs load NAME FILE`.")
     main = MainCatalogs(loaded)
-    results = [push_caja(config, c, mode, dry_run, main, now or utcnow()) for c in cajas]
+    now = now or utcnow()
+    results = in_pool(config.limits["workers"], lambda c: push_caja(config, c, mode, dry_run, main, now), cajas)
     return PushResult(mode, dry_run, results)
 
 
