@@ -24,11 +24,11 @@ from peewee import Database
 
 from . import db as db_mod
 from .db import migrations
-from .db.models import ALL_MODELS, CajaHealth, ImportedDay, SchemaVersion, SyncLog, database, utcnow
+from .db.models import ALL_MODELS, SchemaVersion, SyncLog, database, utcnow
 from .errors import SyncError, UsageError
 
-# Parents before children (foreign keys); schema_version is the target's own, written by its migrations.
-MODELS = [m for m in ALL_MODELS if m is not SchemaVersion] + [ImportedDay, CajaHealth]
+# Every table, parents before children (foreign keys); schema_version is the target's own, written by its migrations.
+MODELS = [m for m in ALL_MODELS if m is not SchemaVersion]
 
 
 class CopyMismatch(SyncError):
@@ -74,19 +74,34 @@ def _digest(db: Database, model, batch: int) -> tuple[int, str]:
     return count, h.hexdigest()
 
 
+def _tables(db: Database) -> list[str]:
+    return sorted(t for t in db.get_tables() if not t.startswith("sqlite_"))  # SQLite's own (sqlite_stat1) are not data
+
+
 def _held_data(target: Database) -> list[str]:
-    """Tables of the target that hold rows: `init`'s own log row does not count."""
+    """Tables of the target that hold rows, ours or not: what `init` writes there (the schema's
+    versions, its own log row) does not count."""
+    ours = {m._meta.table_name: m for m in MODELS}
     out = []
-    tables = set(target.get_tables())
-    for model in MODELS:
-        if model._meta.table_name not in tables:
+    for name in _tables(target):
+        if name == SchemaVersion._meta.table_name:
             continue
-        query = model.select()
-        if model is SyncLog:
-            query = query.where(SyncLog.action != "init")
-        if target.execute(query.limit(1)).fetchone():
-            out.append(model._meta.table_name)
+        if name in ours:
+            query = ours[name].select()
+            if ours[name] is SyncLog:
+                query = query.where(SyncLog.action != "init")
+            held = target.execute(query.limit(1)).fetchone()
+        else:
+            held = target.execute_sql(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone()
+        if held:
+            out.append(name)
     return out
+
+
+def _uncovered(source: Database) -> list[str]:
+    """Tables of the source that no model describes: copying without them would lose them silently."""
+    known = {m._meta.table_name for m in ALL_MODELS}
+    return [t for t in _tables(source) if t not in known]
 
 
 def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
@@ -98,6 +113,11 @@ def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
                          "(postgresql://USER@HOST/DBNAME), created empty with `createdb`.")
     if batch < 1:
         raise UsageError(f"--batch {batch}: give a number of rows greater than zero, like 2000.")
+    unknown = _uncovered(source)
+    if unknown:
+        raise UsageError(f"the database {db_mod.redact(source_url)} holds tables this syscafe-sync cannot copy "
+                         f"({', '.join(unknown)}); nothing was copied: upgrade syscafe-sync to the version that created "
+                         "them, or drop them if they are not syscafe-sync's.")
     started = time.monotonic()
     target = db_mod.open_url(target_url)
     try:
