@@ -162,7 +162,8 @@ def _copy_table(source: Database, target: Database, model, batch: int, progress)
     if (count, sha) != (got_count, got_sha):
         # Raised inside the transaction: the target is rolled back to empty.
         raise CopyMismatch(f"table {name}: the source has {count} rows (sha256 {sha[:12]}…), the copy read back "
-                           f"{got_count} (sha256 {got_sha[:12]}…); nothing was kept in the target. Please report it.")
+                           f"{got_count} (sha256 {got_sha[:12]}…), so the whole copy was rolled back and the target holds "
+                           "no data; look for a trigger or rule in the target that changes rows, or report it.")
     progress(f"{name}: {count} rows, verified (sha256 {sha[:12]}…)")
     return {"table": name, "rows": count, "sha256": sha}
 

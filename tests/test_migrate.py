@@ -167,6 +167,32 @@ def test_migrate_copies_every_table_verified_and_postgresql_carries_on(tmp_path,
     assert "copied from sqlite:///" in target_log[0]["message"]
 
 
+def test_migrate_whose_copy_does_not_verify_is_rolled_back_whole(tmp_path, pg_url):
+    home = tmp_path / "home"
+    fill(home, tmp_path)
+    run_cli(home, "--db", pg_url, "init", check=0)  # the schema first, so that the target can be given a trigger
+    # A target that changes what is written to it: the copy reads back otherwise than the source.
+    with psycopg2.connect(pg_url) as con, con.cursor() as cur:
+        cur.execute("""CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS $$
+                       BEGIN NEW.description := NEW.description || ' (copia)'; RETURN NEW; END $$;
+                       CREATE TRIGGER mangle BEFORE INSERT ON voucher_line FOR EACH ROW EXECUTE FUNCTION mangle()""")
+    proc = run_cli(home, "--json", "migrate", "--to", pg_url, check=1)
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: table voucher_line: the source has 80 rows") and "the copy read back 80" in proc.stderr
+    assert "the whole copy was rolled back" in proc.stderr
+    # nothing is kept, the tables copied before voucher_line included: only what `init` wrote there
+    held = {name: rows for name, (_, rows) in tables(home / config_mod.DB_FILE, pg_url).items() if rows}
+    assert sorted(held) == ["schema_version", "sync_log"] and len(held["sync_log"]) == 1
+    with psycopg2.connect(pg_url) as con, con.cursor() as cur:
+        cur.execute("SELECT action FROM sync_log")
+        assert cur.fetchall() == [("init",)]
+        cur.execute("DROP TRIGGER mangle ON voucher_line")
+    refused = [json.loads(x) for x in run_cli(home, "--json", "log", "--action", "migrate", check=0).stdout.splitlines()]
+    assert [(r["outcome"], "voucher_line" in r["message"]) for r in refused] == [("refused", True)]
+    # the target was left fit for another attempt
+    assert json.loads(run_cli(home, "--json", "migrate", "--to", pg_url, check=0).stdout)["rows"] > 0
+
+
 def test_migrate_refuses_a_target_that_holds_data_and_changes_nothing(tmp_path, pg_url):
     home = tmp_path / "home"
     fill(home, tmp_path)
