@@ -46,7 +46,7 @@ def migrate(app: App, target: str, batch: int):
     The schema is created there by the same migrations as `init`; every table is
     copied in batches in one transaction and checked by row count and sha256.
     A target that already holds data is refused (exit 2) and left as it was.
-    Afterwards point --db / SYSCAFE_SYNC_DB at the target.
+    Afterwards point `[database] url` in config.toml (or --db / SYSCAFE_SYNC_DB) at the target.
     """
     from .. import migrate as migrate_core
     from .. import synclog
@@ -61,7 +61,8 @@ def migrate(app: App, target: str, batch: int):
     app.emit(done, "\n".join(
         [f"{t['table']:<16} {t['rows']:>9} rows  sha256 {t['sha256'][:16]}…" for t in done["tables"]]
         + [f"copied and verified {done['rows']} rows in {done['duration_s']:.1f} s into {done['target']}",
-           f"next: run with --db {done['target']} (or SYSCAFE_SYNC_DB) from now on; `syscafe-sync --db … doctor` checks it"]))
+           f"next: put url = \"{done['target']}\" under [database] in {cfg.config_path} (or give --db / SYSCAFE_SYNC_DB) "
+           "from now on; `syscafe-sync doctor` checks it"]))
 
 
 COMMANDS = [init, demo, migrate]
