@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable
 
-from peewee import Database
+from peewee import CharField, Database, SqliteDatabase, TextField
 
 from . import db as db_mod
 from .db import migrations
@@ -45,15 +45,21 @@ def _canonical(value) -> object:
     return value
 
 
-def _order(model) -> list:
+def _order(db: Database, model) -> list:
+    """The primary key, in the same order on both sides. SQLite compares text byte by byte; a PostgreSQL
+    database made with a language's collation (en-US puts "bodega" before "Norte") would read the
+    same rows in another order and fail the checksum, so its text is compared as bytes too (COLLATE "C")."""
     pk = model._meta.primary_key
-    return [model._meta.fields[n] for n in pk.field_names] if hasattr(pk, "field_names") else [pk]
+    fields = [model._meta.fields[n] for n in pk.field_names] if hasattr(pk, "field_names") else [pk]
+    if isinstance(db, SqliteDatabase):
+        return fields
+    return [f.collate('"C"') if isinstance(f, (CharField, TextField)) else f for f in fields]
 
 
 def _rows(db: Database, model, batch: int):
     """The table's rows as tuples of Python values, in primary-key order, `batch` at a time."""
     fields = model._meta.sorted_fields
-    sql, params = db.get_sql_context().sql(model.select(*fields).order_by(*_order(model))).query()
+    sql, params = db.get_sql_context().sql(model.select(*fields).order_by(*_order(db, model))).query()
     cursor = db.execute_sql(sql, params)
     convert = [f.python_value for f in fields]
     while True:

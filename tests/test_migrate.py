@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import secrets
 import sqlite3
 
 import signal
 import subprocess
 import sys
 
+import pgtest
 import psycopg2
 from conftest import ACCOUNTING_FIXTURES, DAY, MAPPING, CajaFolder, cli_env, run_cli, voucher
 
@@ -218,3 +220,27 @@ def test_migrate_refuses_a_target_that_is_not_postgresql(tmp_path):
     proc = run_cli(home, "migrate", "--to", f"sqlite:///{tmp_path / 'x.db'}", check=2)
     assert "the target must be a PostgreSQL database" in proc.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_migrate_into_a_postgresql_database_sorting_text_by_language(tmp_path):
+    """A database made with an en-US collation sorts "bodega" before "Norte", SQLite the other way round:
+    the copy is still verified, since both sides are read in byte order."""
+    srv = pgtest.server()
+    srv.require()
+    name = f"syscafe_test_{secrets.token_hex(6)}"
+    with srv.conn.cursor() as cur:
+        cur.execute(f"""CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'""")
+    try:
+        home = tmp_path / "home"
+        run_cli(home, "init", check=0)
+        for caja, code in (("Norte", "FV1"), ("bodega", "FV2")):
+            CajaFolder(tmp_path / caja, caja, [code]).add(1, code)
+            run_cli(home, "caja", "add", caja, "--path", str(tmp_path / caja), check=0)
+        run_cli(home, "sync", "--date", DAY.isoformat(), check=0)
+        done = json.loads(run_cli(home, "--json", "migrate", "--to", srv.url(name), check=0).stdout)
+        assert {t["table"]: t["rows"] for t in done["tables"]}["caja_health"] == 2
+        with psycopg2.connect(srv.url(name)) as con, con.cursor() as cur:
+            cur.execute("SELECT caja FROM caja_health ORDER BY caja")
+            assert cur.fetchall() == [("bodega",), ("Norte",)], "the database does sort by language"
+    finally:
+        srv.drop(name)
