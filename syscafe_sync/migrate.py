@@ -1,14 +1,16 @@
-"""`migrate --to URL`: copies the main database into an empty PostgreSQL database, and proves the copy.
+"""`migrate --to URL`: copies the main database into another, empty one, and proves the copy.
 
-The target's schema is made by the same migrations `init` runs, so it is the
-schema a fresh PostgreSQL installation has. Then every table is copied in
-primary-key order, in batches, inside one transaction: a copy that fails or
-does not verify leaves the target's tables empty. Verification reads both
-sides again and compares, per table, the row count and a sha256 over the
-canonical rows (each row's Python values as JSON, in primary-key order), so
-a value that changed on the way (a decimal's scale, a time, a boolean) is
-caught. Last, the target's id sequences are moved past the copied ids, so the
-next insert there does not collide.
+The way up is SQLite into PostgreSQL; the way back, PostgreSQL into a new SQLite
+file. The target's schema is made by the same migrations `init` runs, so it is
+the schema a fresh installation has. Then every table of the schema (every
+model, parents before children) is copied in primary-key order, in batches,
+inside one transaction: a copy that fails or does not verify leaves the
+target's tables empty. Verification reads both sides again and compares, per
+table, the row count and a sha256 over the canonical rows (each row's Python
+values as JSON, in primary-key order), so a value that changed on the way (a
+decimal's scale, a time, a boolean) is caught. Last, on PostgreSQL, the id
+sequences are moved past the copied ids, so the next insert there does not
+collide.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from peewee import CharField, Database, SqliteDatabase, TextField
 
@@ -110,13 +114,34 @@ def _uncovered(source: Database) -> list[str]:
     return [t for t in _tables(source) if t not in known]
 
 
+def _check_target(source_url: str, target_url: str) -> str:
+    """The target's kind; UsageError for a URL that cannot be a new home for the data."""
+    kind = db_mod.kind(target_url)
+    where = db_mod.redact(target_url)
+    if kind is None:
+        raise UsageError(f"--to {where}: the target must be an empty PostgreSQL database (postgresql://USER@HOST/DBNAME, "
+                         "made with `createdb`) or a new SQLite file (sqlite:///PATH).")
+    if kind == "sqlite":
+        path = db_mod.sqlite_path(target_url)
+        if not path or path == ":memory:":
+            raise UsageError(f"--to {where}: an in-memory database is gone when migrate ends; name a file, sqlite:///PATH.")
+    if _same(source_url, target_url):
+        raise UsageError(f"--to {where} is the database being copied; give another, empty one.")
+    return kind
+
+
+def _same(a: str, b: str) -> bool:
+    if db_mod.kind(a) == db_mod.kind(b) == "sqlite":
+        return Path(db_mod.sqlite_path(a)).resolve() == Path(db_mod.sqlite_path(b)).resolve()
+    return a == b
+
+
 def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
          progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Copies `source` (bound to the models now) into the database at `target_url`; returns what was copied
-    and verified. UsageError, nothing changed, when the target is not an empty PostgreSQL database."""
-    if not db_mod.is_postgres(target_url):
-        raise UsageError(f"--to {db_mod.redact(target_url)}: the target must be a PostgreSQL database "
-                         "(postgresql://USER@HOST/DBNAME), created empty with `createdb`.")
+    """Copies `source` (bound to the models now) into the database at `target_url`: an empty PostgreSQL
+    database, or a new SQLite file (the way back). Returns what was copied and verified; UsageError,
+    nothing changed, when the target cannot take the copy."""
+    kind = _check_target(source_url, target_url)
     if batch < 1:
         raise UsageError(f"--batch {batch}: give a number of rows greater than zero, like 2000.")
     unknown = _uncovered(source)
@@ -125,17 +150,18 @@ def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
                          f"({', '.join(unknown)}); nothing was copied: upgrade syscafe-sync to the version that created "
                          "them, or drop them if they are not syscafe-sync's.")
     started = time.monotonic()
+    fresh = "give a new file" if kind == "sqlite" else "create it with `createdb`"
     target = db_mod.open_url(target_url)
     try:
         target.connect()
     except Exception as exc:
         raise UsageError(f"cannot open the target database {db_mod.redact(target_url)} ({exc}); "
-                         "create it with `createdb` and check the URL.") from None
+                         f"{fresh} and check the URL.") from None
     try:
         full = _held_data(target)
         if full:
             raise UsageError(f"the target database {db_mod.redact(target_url)} already holds data (tables: {', '.join(full)}); "
-                             "nothing was copied. Give an empty database (dropdb / createdb it first).")
+                             f"nothing was copied. Give an empty database ({fresh}).")
         database.initialize(target)  # the migrations and inserts below go through the models
         migrations.upgrade(target)
         tables = []
@@ -143,7 +169,8 @@ def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
             SyncLog.delete().execute()  # `init`'s row, if it ran there: the log is copied whole, ids and all
             for model in MODELS:
                 tables.append(_copy_table(source, target, model, batch, progress))
-            _reset_sequences(target)
+            if kind == "postgres":
+                _reset_sequences(target)  # SQLite's next id is the largest one plus one already
         # The target's log says where its history came from; the source's log says where it went (the CLI).
         SyncLog.create(at=utcnow(), level="info", action="migrate", outcome="ok",
                        message=f"copied from {db_mod.redact(source_url)}: {sum(t['rows'] for t in tables)} rows in "
@@ -155,12 +182,23 @@ def copy(source: Database, source_url: str, target_url: str, batch: int = 2000,
         target.close()
 
 
+def _rows_per_insert(target: Database, fields: list, batch: int) -> int:
+    """SQLite refuses a statement with more parameters than its limit (32766 in many builds): a batch of a
+    wide table (voucher has 30 columns) is split to stay under it. psycopg2 sends PostgreSQL no parameters."""
+    if not isinstance(target, SqliteDatabase):
+        return batch
+    limit = target.connection().getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(batch, limit // len(fields)))
+
+
 def _copy_table(source: Database, target: Database, model, batch: int, progress) -> dict:
     name = model._meta.table_name
     fields = model._meta.sorted_fields
     copied = 0
+    step = _rows_per_insert(target, fields, batch)
     for chunk in _rows(source, model, batch):
-        model.insert_many(chunk, fields=fields).execute()
+        for at in range(0, len(chunk), step):
+            model.insert_many(chunk[at:at + step], fields=fields).execute()
         copied += len(chunk)
         progress(f"{name}: {copied} rows")
     count, sha = _digest(source, model, batch)

@@ -1,5 +1,5 @@
-"""`migrate --to URL` (issue 8): a SQLite main database copied into PostgreSQL, every table compared by
-reading both databases directly, then the PostgreSQL one used by the real CLI."""
+"""`migrate --to URL` (issue 8): a SQLite main database copied into PostgreSQL and back into SQLite, every
+table compared by reading the databases directly, then the copies used by the real CLI."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ import datetime as dt
 import decimal
 import json
 import secrets
-import sqlite3
-
 import signal
+import sqlite3
 import subprocess
 import sys
 
 import pgtest
 import psycopg2
+import pytest
 from conftest import ACCOUNTING_FIXTURES, DAY, MAPPING, CajaFolder, cli_env, run_cli, voucher
 
 from syscafe_sync import config as config_mod
+from syscafe_sync import db as db_mod
 from syscafe_sync import migrate
 from syscafe_sync.caja import make_closing
+from syscafe_sync.db import migrations
+from syscafe_sync.db.models import Voucher, database
 
 
 def fill(home, tmp_path) -> CajaFolder:
@@ -214,12 +217,53 @@ def test_migrate_refuses_a_target_that_holds_data_and_changes_nothing(tmp_path, 
     assert [r["outcome"] for r in refused] == ["refused"]
 
 
-def test_migrate_refuses_a_target_that_is_not_postgresql(tmp_path):
+@pytest.mark.parametrize("target, said", [
+    ("mysql://root@localhost/x", "must be an empty PostgreSQL database"),
+    ("sqlite:///:memory:", "in-memory database is gone"),
+    ("SOURCE", "is the database being copied"),
+])
+def test_migrate_refuses_a_target_it_cannot_copy_into(tmp_path, target, said):
     home = tmp_path / "home"
     run_cli(home, "init", check=0)
-    proc = run_cli(home, "migrate", "--to", f"sqlite:///{tmp_path / 'x.db'}", check=2)
-    assert "the target must be a PostgreSQL database" in proc.stderr
-    assert not (tmp_path / "x.db").exists()
+    source = home / config_mod.DB_FILE
+    before = row_counts(source)
+    target = f"sqlite:///{home / '.' / config_mod.DB_FILE}" if target == "SOURCE" else target  # the same file, spelt otherwise
+    proc = run_cli(home, "migrate", "--to", target, check=2)
+    assert said in proc.stderr and "Traceback" not in proc.stderr
+    assert row_counts(source) == before | {"sync_log": before["sync_log"] + 1}, "only the refusal is logged"
+
+
+def sqlite_rows(path, name: str) -> list[tuple]:
+    """A table's rows as SQLite stores them, sorted; the log without the rows each migrate adds on its
+    two sides, schema_version without the time each side's migrations ran."""
+    con = sqlite3.connect(path)
+    try:
+        query = {"sync_log": "SELECT * FROM sync_log WHERE action != 'migrate'",
+                 "schema_version": "SELECT version, name FROM schema_version"}.get(name, f'SELECT * FROM "{name}"')
+        return sorted(con.execute(query).fetchall(), key=lambda row: [(v is None, str(v)) for v in row])
+    finally:
+        con.close()
+
+
+def test_migrate_round_trips_sqlite_postgresql_sqlite(tmp_path, pg_url):
+    home = tmp_path / "home"
+    folder = fill(home, tmp_path)
+    source = home / config_mod.DB_FILE
+    run_cli(home, "migrate", "--to", pg_url, check=0)
+    back = tmp_path / "back" / "main.db"
+    done = json.loads(run_cli(home, "--db", pg_url, "--json", "migrate", "--to", f"sqlite:///{back}", "--batch", "7", check=0).stdout)
+    assert done["rows"] > 400
+    # back where it started, value for value as SQLite stores them: money as the same text, booleans as 0/1
+    assert schema_tables(back) == schema_tables(source)
+    for name in schema_tables(source):
+        assert sqlite_rows(back, name) == sqlite_rows(source, name), f"table {name} differs after the round trip"
+    # the file is a main database like any: imports continue there, new ids after the copied ones
+    folder.add_many(41, 5)
+    out = json.loads(run_cli(home, "--db", f"sqlite:///{back}", "--json", "import", "--date", DAY.isoformat(), check=1).stdout)
+    assert out["results"][0]["imported"] == 5
+    # a second copy into the same file is refused: it holds data now
+    proc = run_cli(home, "--db", pg_url, "migrate", "--to", f"sqlite:///{back}", check=2)
+    assert "already holds data" in proc.stderr and "give a new file" in proc.stderr
 
 
 def test_migrate_into_a_postgresql_database_sorting_text_by_language(tmp_path):
@@ -244,3 +288,27 @@ def test_migrate_into_a_postgresql_database_sorting_text_by_language(tmp_path):
             assert cur.fetchall() == [("bodega",), ("Norte",)], "the database does sort by language"
     finally:
         srv.drop(name)
+
+
+def test_a_batch_into_sqlite_is_split_under_its_parameter_limit(tmp_path):
+    """SQLite refuses a statement with more parameters than its limit (32766 in many builds; this one may
+    allow more, so the test lowers it): a batch of vouchers, 30 columns each, is split to fit."""
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    folder = CajaFolder(tmp_path / "CAJA1", "CAJA1", ["FV1"])
+    folder.add_many(1, 10)
+    run_cli(home, "caja", "add", "CAJA1", "--path", str(folder.root), check=0)
+    run_cli(home, "import", "--date", DAY.isoformat(), check=0)
+    source = db_mod.connect(config_mod.default_db_url(home))
+    target = db_mod.open_url(f"sqlite:///{tmp_path / 'copy.db'}")
+    try:
+        target.connect()
+        target.connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)  # 3 vouchers' worth
+        database.initialize(target)
+        migrations.upgrade(target)
+        with target.atomic():
+            assert migrate._copy_table(source, target, Voucher, 2000, lambda _: None)["rows"] == 10
+    finally:
+        database.initialize(None)
+        source.close()
+        target.close()

@@ -41,11 +41,16 @@ def kind(url: str) -> str | None:
     return "postgres" if scheme in ("postgres", "postgresql", "psycopg3") else None
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a sqlite:///PATH URL ("" or ":memory:" for a database in memory)."""
+    return url[len("sqlite:///"):]
+
+
 def open_url(url: str) -> Database:
     """The database named by `url`, not connected and not bound to the models."""
     scheme = kind(url)
     if scheme == "sqlite":
-        path = url[len("sqlite:///"):]
+        path = sqlite_path(url)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = url_connect(url, pragmas=_SQLITE_PRAGMAS, field_types=_FIELD_TYPES["sqlite"])
@@ -64,7 +69,7 @@ def is_postgres(url: str) -> bool:
 def require_file(url: str) -> None:
     """A command other than `init` must not leave an empty SQLite file behind when it refuses."""
     if kind(url) == "sqlite":
-        path = url[len("sqlite:///"):]
+        path = sqlite_path(url)
         if path and path != ":memory:" and not Path(path).exists():
             raise NotInitialised(f"there is no database at {path}; run `syscafe-sync init` first (with the same --home / --db).")
 
