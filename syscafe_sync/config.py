@@ -2,7 +2,8 @@
 
 Every default lives in DEFAULTS; the file `config.toml` in home overrides it,
 the environment overrides the file for the home and the database, and options
-override both.
+override both. The database's URL: --db, SYSCAFE_SYNC_DB, `[database] url`, the
+SQLite file in home, in that order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ LOG_DIR = "logs"
 LOG_FILE = "syscafe-sync.log"
 
 DEFAULTS: dict[str, dict[str, object]] = {
+    "database": {
+        # The main database's URL; empty: the SQLite file in home. --db and SYSCAFE_SYNC_DB win over it.
+        "url": "",
+    },
     "sync": {
         # Minutes between two passes of the service; decimals allowed.
         "interval_minutes": 5,
@@ -79,44 +84,51 @@ DEFAULTS: dict[str, dict[str, object]] = {
     },
 }
 
+# The placeholders name their section ({sync[watch]}): two sections may have a key of the same name (url).
 TEMPLATE = """\
 # syscafe-sync configuration. Every value here has a default; delete a line to use it.
 
+[database]
+# The main database. Empty: the SQLite file syscafe-sync.db in this home. For PostgreSQL, e.g.
+# "postgresql://syscafe@dbserver/syscafe" (a password goes in ~/.pgpass, not here).
+# The option --db and the environment variable SYSCAFE_SYNC_DB win over this line.
+url = "{database[url]}"
+
 [sync]
 # Minutes between two passes of the service (decimals allowed: 0.5 is 30 s).
-interval_minutes = {interval_minutes}
+interval_minutes = {sync[interval_minutes]}
 # The company's time zone: the process date is "today" there.
-timezone = "{timezone}"
+timezone = "{sync[timezone]}"
 # After downtime, days back (today included) the service still imports what it missed.
-catch_up_days = {catch_up_days}
+catch_up_days = {sync[catch_up_days]}
 # Local folders: start a caja's import as soon as a voucher file appears (true/false).
 # Network shares deliver no reliable events; the interval is the guarantee there.
-watch = {watch}
+watch = {sync[watch]}
 # Seconds to wait for more file events before that import starts.
-watch_debounce_s = {watch_debounce_s}
+watch_debounce_s = {sync[watch_debounce_s]}
 # Failing passes in a row before a caja is logged at error level (once; again on recovery).
-alert_after_failures = {alert_after_failures}
+alert_after_failures = {sync[alert_after_failures]}
 # Several services on one PostgreSQL database: each serves a share of the cajas and takes over
 # those of one that stops (true/false; every service of that database must say true).
-shared = {shared}
+shared = {sync[shared]}
 
 [limits]
 # A voucher file larger than this many bytes is refused.
-max_file_bytes = {max_file_bytes}
+max_file_bytes = {limits[max_file_bytes]}
 # Seconds a caja root may take to answer before it is reported unreachable.
-connect_timeout_s = {connect_timeout_s}
+connect_timeout_s = {limits[connect_timeout_s]}
 # Seconds one caja may take in one action before it is cut off.
-caja_timeout_s = {caja_timeout_s}
+caja_timeout_s = {limits[caja_timeout_s]}
 # Seconds a run waits for another run on the same caja before saying "busy".
-lock_wait_s = {lock_wait_s}
+lock_wait_s = {limits[lock_wait_s]}
 # Seconds after which the lock of a run that died is free again.
-lease_s = {lease_s}
+lease_s = {limits[lease_s]}
 # Vouchers written to the database per transaction.
-batch_size = {batch_size}
+batch_size = {limits[batch_size]}
 # Cajas served at once by a full pass (`sync`, the service).
-workers = {workers}
+workers = {limits[workers]}
 # Files read at once from one smb:// caja (first and overwrite imports read many).
-smb_read_workers = {smb_read_workers}
+smb_read_workers = {limits[smb_read_workers]}
 
 # Credentials for smb:// roots (never put a password in the root itself):
 # [smb.hosts."192.168.1.12"]
@@ -130,24 +142,24 @@ smb_read_workers = {smb_read_workers}
 [accounting]
 # Where `accounting post` sends journal entries unless --to says: "csv" or "json" (a file per run in
 # export_dir) or "http" (the accounting API at url).
-destination = "{destination}"
+destination = "{accounting[destination]}"
 # Folder for csv / json exports; empty: the folder accounting/ in home.
-export_dir = "{export_dir}"
+export_dir = "{accounting[export_dir]}"
 # The accounting API, e.g. "https://contabilidad.example.com/api/entries".
-url = "{url}"
+url = "{accounting[url]}"
 # Its bearer token. Better left empty here and given in the environment: SYSCAFE_SYNC_ACCOUNTING_TOKEN.
-token = "{token}"
+token = "{accounting[token]}"
 # Seconds one request may take, attempts after the first, and the first wait between them (it doubles).
-timeout_s = {timeout_s}
-retries = {retries}
-backoff_s = {backoff_s}
+timeout_s = {accounting[timeout_s]}
+retries = {accounting[retries]}
+backoff_s = {accounting[backoff_s]}
 
 [log]
 # Days the sync log keeps its rows in the database.
-retention_days = {retention_days}
+retention_days = {log[retention_days]}
 # Size of the rotating JSON log file before it rolls over, and how many old files stay.
-file_max_bytes = {file_max_bytes}
-file_backups = {file_backups}
+file_max_bytes = {log[file_max_bytes]}
+file_backups = {log[file_backups]}
 """
 
 # Sections read as they are, by the code that owns them (smb credentials per host).
@@ -213,7 +225,8 @@ def load(home: str | os.PathLike | None = None, db_url: str | None = None, *, mu
         _merge(values, data, path)
     elif must_exist:
         raise NotInitialised(f"{home_path} has no {CONFIG_FILE}; run `syscafe-sync --home {home_path} init` first.")
-    url = db_url or os.environ.get("SYSCAFE_SYNC_DB") or default_db_url(home_path)
+    # option > environment > the file > the SQLite file in home
+    url = db_url or os.environ.get("SYSCAFE_SYNC_DB") or values["database"]["url"] or default_db_url(home_path)
     config = Config(home=home_path, db_url=url, values=values)
     validate(config)
     return config
@@ -249,6 +262,13 @@ def validate(config: Config) -> None:
     destination = config.values["accounting"]["destination"]
     if destination not in ("csv", "json", "http"):
         raise ConfigError(f"{config.config_path}: accounting.destination = {destination!r} must be \"csv\", \"json\" or \"http\".")
+    url = config.values["database"]["url"]
+    if url:
+        from .db import kind, redact
+
+        if kind(url) is None:
+            raise ConfigError(f"{config.config_path}: database.url = {redact(url)!r} is neither sqlite:///PATH nor "
+                              "postgresql://USER@HOST/DBNAME; fix it, or delete the line to use the SQLite file in home.")
     tz = config.values["sync"]["timezone"]
     try:
         zoneinfo.ZoneInfo(tz)
@@ -264,6 +284,6 @@ def write_default(home: Path) -> Path:
     """Writes the commented configuration with the defaults, unless one exists."""
     path = home / CONFIG_FILE
     if not path.exists():
-        flat = {k: _toml(v) if isinstance(v, bool) else v for keys in DEFAULTS.values() for k, v in keys.items()}
-        path.write_text(TEMPLATE.format(**flat), encoding="utf-8")
+        sections = {s: {k: _toml(v) if isinstance(v, bool) else v for k, v in keys.items()} for s, keys in DEFAULTS.items()}
+        path.write_text(TEMPLATE.format(**sections), encoding="utf-8")
     return path

@@ -87,7 +87,7 @@ def _database(config: Config) -> Check:
         version = migrations.current_version(database)
     except Exception as exc:  # whatever the driver raises, the person needs the same sentence
         return Check("database reachable", "fail", f"{where} cannot be opened ({exc})",
-                     "check --db / SYSCAFE_SYNC_DB and that the database server runs, then `syscafe-sync init`")
+                     "check --db, SYSCAFE_SYNC_DB or database.url in config.toml and that the database server runs, then `syscafe-sync init`")
     if version < migrations.LATEST:
         return Check("database reachable", "fail", f"{where}: schema version {version}, this program needs {migrations.LATEST}",
                      "run `syscafe-sync init` to upgrade the schema")

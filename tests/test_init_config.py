@@ -37,6 +37,7 @@ def test_init_creates_home_config_database_and_log_file(tmp_path):
     assert data["limits"]["lease_s"] == 120.0
     assert data["sync"]["timezone"] == "America/Bogota"
     assert data["limits"]["max_file_bytes"] == 1024 * 1024
+    assert data == config_mod.DEFAULTS, "the template writes every setting, each with its own section's default"
 
 
 def test_init_json_names_what_it_made(tmp_path):
@@ -85,6 +86,9 @@ BAD_CONFIGS = [
     ("bogus = 1\n", "[bogus]"),
     ("[limits]\nnope = 1\n", "limits.nope"),
     ("[log]\nretention = 3\n", "log.retention"),
+    ('[database]\nurl = "mysql://root@localhost/x"\n', "database.url"),
+    ('[database]\nurl = "/var/lib/syscafe.db"\n', "database.url"),
+    ("[database]\nurl = 5\n", "database.url"),
 ]
 
 
@@ -271,6 +275,34 @@ def test_postgresql_init_and_caja_add(tmp_path, pg_url, caja_folder):
     assert [c["name"] for c in cli_json(home, "--db", pg_url, "caja", "list")["cajas"]] == ["CAJA1"]
     logged = [json.loads(x) for x in run_cli(home, "--db", pg_url, "--json", "log", "--action", "caja add", check=0).stdout.splitlines()]
     assert [r["outcome"] for r in logged] == ["ok", "refused"]
+
+
+def test_database_url_in_the_config_file_and_what_wins_over_it(tmp_path, pg_url, caja_folder):
+    """option > SYSCAFE_SYNC_DB > [database] url > the SQLite file in home, through the real CLI."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write_config(home, database={"url": pg_url})
+    assert cli_json(home, "init")["database"] == pg_url
+    assert not (home / "syscafe-sync.db").exists()
+    cli_json(home, "caja", "add", "CAJA1", "--path", str(caja_folder("CAJA1").root))
+    names = lambda proc: [c["name"] for c in json.loads(proc.stdout)["cajas"]]  # noqa: E731
+    assert names(run_cli(home, "--json", "caja", "list", check=0)) == ["CAJA1"]
+    # the environment wins over the file
+    env = {"SYSCAFE_SYNC_DB": f"sqlite:///{tmp_path / 'env.db'}"}
+    assert json.loads(run_cli(home, "--json", "init", env=env, check=0).stdout)["database"] == env["SYSCAFE_SYNC_DB"]
+    assert names(run_cli(home, "--json", "caja", "list", env=env, check=0)) == []
+    # the option wins over both
+    opt = f"sqlite:///{tmp_path / 'opt.db'}"
+    assert json.loads(run_cli(home, "--db", opt, "--json", "init", env=env, check=0).stdout)["database"] == opt
+    assert (tmp_path / "opt.db").is_file() and not (home / "syscafe-sync.db").exists()
+    # the file's database kept its caja all along
+    assert names(run_cli(home, "--json", "caja", "list", check=0)) == ["CAJA1"]
+
+
+def test_database_url_in_the_config_file_is_shown_without_its_password(home):
+    write_config(home, database={"url": "mysql://syscafe:s3cret-pw@dbhost/x"})
+    line = one_error_line(run_cli(home, "caja", "list", check=2))
+    assert "database.url = 'mysql://syscafe:***@dbhost/x'" in line and "s3cret-pw" not in line
 
 
 def test_postgresql_password_is_not_printed(tmp_path, pg_url):

@@ -10,7 +10,7 @@ from .app import App, Group
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", envvar="SYSCAFE_SYNC_HOME", type=click.Path(file_okay=False), help="Where the configuration, the embedded database and the logs live (env SYSCAFE_SYNC_HOME).")
-@click.option("--db", "db_url", envvar="SYSCAFE_SYNC_DB", metavar="URL", help="The main database: sqlite:///PATH (default, inside home) or postgresql://… (env SYSCAFE_SYNC_DB).")
+@click.option("--db", "db_url", envvar="SYSCAFE_SYNC_DB", metavar="URL", help="The main database: sqlite:///PATH (default, inside home) or postgresql://… (env SYSCAFE_SYNC_DB; config.toml: [database] url).")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output: one JSON document (JSON lines for streams).")
 @click.version_option(__version__, prog_name="syscafe-sync")
 @click.pass_context

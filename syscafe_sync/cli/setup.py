@@ -37,16 +37,18 @@ def demo(app: App, keep: bool):
 
 
 @click.command()
-@click.option("--to", "target", required=True, metavar="URL", help="The empty PostgreSQL database to copy into: postgresql://USER@HOST/DBNAME.")
-@click.option("--batch", default=2000, show_default=True, help="Rows per INSERT.")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="The empty database to copy into: postgresql://USER@HOST/DBNAME, or a new file sqlite:///PATH (the way back).")
+@click.option("--batch", default=2000, show_default=True, help="Rows per INSERT (fewer into SQLite when its limit on parameters needs it).")
 @pass_app
 def migrate(app: App, target: str, batch: int):
-    """Copy the main database (SQLite) into an empty PostgreSQL database, then verify every table.
+    """Copy the main database into an empty PostgreSQL database (or back into a new SQLite file), then verify every table.
 
     The schema is created there by the same migrations as `init`; every table is
     copied in batches in one transaction and checked by row count and sha256.
-    A target that already holds data is refused (exit 2) and left as it was.
-    Afterwards point --db / SYSCAFE_SYNC_DB at the target.
+    A target that already holds data is refused (exit 2) and left as it was; a
+    copy that does not verify is rolled back (exit 1).
+    Afterwards point `[database] url` in config.toml (or --db / SYSCAFE_SYNC_DB) at the target.
     """
     from .. import migrate as migrate_core
     from .. import synclog
@@ -61,7 +63,8 @@ def migrate(app: App, target: str, batch: int):
     app.emit(done, "\n".join(
         [f"{t['table']:<16} {t['rows']:>9} rows  sha256 {t['sha256'][:16]}…" for t in done["tables"]]
         + [f"copied and verified {done['rows']} rows in {done['duration_s']:.1f} s into {done['target']}",
-           f"next: run with --db {done['target']} (or SYSCAFE_SYNC_DB) from now on; `syscafe-sync --db … doctor` checks it"]))
+           f"next: put url = \"{done['target']}\" under [database] in {cfg.config_path} (or give --db / SYSCAFE_SYNC_DB) "
+           "from now on; `syscafe-sync doctor` checks it"]))
 
 
 COMMANDS = [init, demo, migrate]

@@ -36,33 +36,47 @@ def connect(url: str) -> Database:
     try:
         db.connect(reuse_if_open=True)
     except (OperationalError, ImportError) as exc:
-        raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db / SYSCAFE_SYNC_DB.") from exc
+        raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
     return db
+
+
+def kind(url: str) -> str | None:
+    """"sqlite" or "postgres" for a URL we can open, None for any other."""
+    scheme = urlparse(url).scheme.split("+")[0]
+    if scheme == "sqlite":
+        return "sqlite"
+    return "postgres" if scheme in ("postgres", "postgresql", "psycopg3") else None
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a sqlite:///PATH URL ("" or ":memory:" for a database in memory)."""
+    return url[len("sqlite:///"):]
 
 
 def open_url(url: str) -> Database:
     """The database named by `url`, not connected and not bound to the models."""
-    scheme = urlparse(url).scheme.split("+")[0]
+    scheme = kind(url)
     if scheme == "sqlite":
-        path = url[len("sqlite:///"):]
+        path = sqlite_path(url)
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = url_connect(url, pragmas=_SQLITE_PRAGMAS, field_types=_FIELD_TYPES["sqlite"])
-    elif scheme in ("postgres", "postgresql", "psycopg3"):
+    elif scheme == "postgres":
         db = url_connect(url, field_types=_FIELD_TYPES["postgres"])
     else:
-        raise ConfigError(f"database URL {redact(url)!r} is neither sqlite:///PATH nor postgresql://…; fix --db or SYSCAFE_SYNC_DB.")
+        raise ConfigError(f"database URL {redact(url)!r} is neither sqlite:///PATH nor postgresql://…; fix --db, "
+                          "SYSCAFE_SYNC_DB or database.url in config.toml.")
     return db
 
 
 def is_postgres(url: str) -> bool:
-    return urlparse(url).scheme.split("+")[0] in ("postgres", "postgresql", "psycopg3")
+    return kind(url) == "postgres"
 
 
 def require_file(url: str) -> None:
     """A command other than `init` must not leave an empty SQLite file behind when it refuses."""
-    if urlparse(url).scheme.split("+")[0] == "sqlite":
-        path = url[len("sqlite:///"):]
+    if kind(url) == "sqlite":
+        path = sqlite_path(url)
         if path and path != ":memory:" and not Path(path).exists():
             raise NotInitialised(f"there is no database at {path}; run `syscafe-sync init` first (with the same --home / --db).")
 
