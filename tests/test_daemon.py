@@ -187,14 +187,14 @@ def test_the_first_pass_catches_up_every_missed_day_within_the_window(home, two,
     assert by_day == {9: 0, 6: 2, 3: 3, 1: 4, 0: 5}
 
 
-def test_catch_up_starts_after_the_last_successful_import(cfg, home):
+def test_catch_up_imports_every_day_of_the_window_not_closed_yet(cfg, home):
     t = dt.date(2026, 11, 23)
     y = t - dt.timedelta(days=1)
     # never imported: the whole window
     assert catchup.days("CAJA1", t, 7) == [t - dt.timedelta(days=n) for n in range(6, -1, -1)]
     for n in range(2, 7):
-        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=False)
-    # past days imported once are done; yesterday stays open until it is closed
+        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=True)
+    # past days imported with their closing are done; yesterday stays open until it is closed
     catchup.mark("CAJA1", y, closed=False)
     assert catchup.days("CAJA1", t, 7) == [y, t]
     catchup.mark("CAJA1", y, closed=True)
@@ -203,6 +203,36 @@ def test_catch_up_starts_after_the_last_successful_import(cfg, home):
     later = t + dt.timedelta(days=3)
     assert catchup.days("CAJA1", later, 7) == [t, t + dt.timedelta(days=1), t + dt.timedelta(days=2), later]
     assert catchup.days("CAJA1", later, 2) == [later - dt.timedelta(days=1), later]
+
+
+def test_a_day_imported_partway_is_finished_even_after_more_than_one_midnight(cfg, home):
+    t = dt.date(2026, 11, 23)
+    for n in range(1, 7):
+        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=True)
+    # the last pass before the server went off: the 23rd imported, but the caja had not closed it
+    catchup.mark("CAJA1", t, closed=False)
+    later = t + dt.timedelta(days=3)
+    assert catchup.days("CAJA1", later, 7) == [t + dt.timedelta(days=n) for n in range(4)]
+    # the window still bounds it: a week later the 23rd is given up
+    assert t not in catchup.days("CAJA1", t + dt.timedelta(days=7), 7)
+    catchup.mark("CAJA1", t, closed=True)
+    assert catchup.days("CAJA1", later, 7) == [t + dt.timedelta(days=n) for n in range(1, 4)]
+
+
+def test_the_rest_of_a_day_imported_partway_arrives_days_later(cfg, two):
+    c1, _ = two
+    t = dt.date(2026, 11, 23)
+    c1.add_many(1, 2, day=t)
+    evening = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)  # 21:00 in Bogotá, the caja still selling
+    passes.run_pass(cfg, ["CAJA1"], now=evening)
+    assert count("CAJA1", t) == 2
+    # sold after that pass, then the server was off until three days later
+    c1.add_many(3, 2, day=t)
+    c1.writer.write_closing(t, make_closing("CAJA1", t, [voucher("CAJA1", "FV1", n, t) for n in range(1, 5)]))
+    passes.run_pass(cfg, ["CAJA1"], now=evening + dt.timedelta(days=3))
+    assert count("CAJA1", t) == 4
+    # and now it is closed, like the days between, which had no folder
+    assert catchup.days("CAJA1", t + dt.timedelta(days=3), 7) == [t + dt.timedelta(days=3)]
 
 
 def test_after_midnight_yesterday_is_finished_until_its_closing_is_there(cfg, two):
