@@ -259,15 +259,22 @@ def test_after_midnight_yesterday_is_finished_until_its_closing_is_there(cfg, tw
 @pytest.mark.slow
 def test_a_new_voucher_in_a_local_folder_is_imported_within_seconds(home, two, daemon):
     c1, _ = two
-    write_config(home, sync={"watch_debounce_s": 0.5})
+    debounce = 1.0
+    write_config(home, sync={"watch_debounce_s": debounce})
     proc = daemon(home, "--interval", "10")  # the interval alone would take 10 minutes
     assert wait_for(lambda: log_rows("daemon", "pass"), 10)
-    assert "watching 2 local folders" in log_rows("daemon", "pass")[0].message
+    first_pass = log_rows("daemon", "pass")[0]
+    assert "watching 2 local folders" in first_pass.message
     written = time.monotonic()
-    c1.add_many(1, 3, day=today())
+    for n in (1, 2, 3):  # a POS writing three sales, each file an event or more, all within the debounce
+        c1.add(n, day=today())
+        time.sleep(0.1)
     assert wait_for(lambda: count("CAJA1") == 3, 10), "a file event starts the import"
     took = time.monotonic() - written
     assert took < 10
+    time.sleep(2 * debounce)  # room for any further import the later events might have started
+    after = [r for r in log_rows("import") if r.caja == "CAJA1" and r.id > first_pass.id]
+    assert [(r.outcome, r.imported, r.skipped) for r in after] == [("ok", 3, 0)], f"one import for the three files\n{history()}"
     assert len(log_rows("daemon", "pass")) == 1, "it was the event, not a pass"
     assert stop(proc)[0] == 0
 
