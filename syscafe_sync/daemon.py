@@ -77,8 +77,17 @@ class Daemon:
         self.passes = 0
 
     def run(self) -> int:
-        """Serves until `stopping.requested` is set; returns the exit status (0)."""
-        stopping.requested.clear()
+        """Serves until `stopping.requested` is set; returns the exit status (0).
+
+        A stop asked for before (SIGTERM while the home was being opened, the Windows service's stop
+        before its start ended) is honoured: nothing starts. So the request is never cleared here;
+        a process asks to stop once, and it ends."""
+        if stopping.requested.is_set():
+            try:
+                self._log("stop", "daemon stopped before its first pass: it was asked to stop while it started")
+            finally:
+                database.close()
+            return 0
         self._take_database()
         mode = f", shared with {len(shared.live_members()) - 1} other services" if self.share else ""
         self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}{mode}",

@@ -12,7 +12,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import cli_json, run_cli
 
 from syscafe_sync import stopping
 from syscafe_sync.db.models import SyncLog
@@ -122,6 +122,25 @@ def test_the_windows_service_runs_the_daemon_core_and_its_stop_ends_it(home, two
     assert fake.events[0].startswith(f"info: syscafe-sync: serving home {home}")
     modes = [r.mode for r in SyncLog.select().where(SyncLog.action == "daemon").order_by(SyncLog.id)]
     assert modes[0] == "start" and modes[-1] == "stop"
+
+
+def test_a_stop_before_the_windows_service_has_started_is_not_lost(home, two, windows):
+    fake, winservice = windows({"home": str(home), "db": ""})
+    service = winservice.SyscafeSyncService(["syscafe-sync"])
+    service.SvcStop()  # the service manager's stop, come while the start was still opening the home
+    runner = threading.Thread(target=service.SvcDoRun)
+    runner.start()
+    runner.join(15)
+    alive = runner.is_alive()
+    if alive:  # the stop was lost: end the thread, or it outlives the test
+        service.SvcStop()
+        runner.join(15)
+    assert not alive, "the early stop reached the daemon core"
+    assert fake.reported == [fake.SERVICE_STOP_PENDING], "never reported running"
+    rows = list(SyncLog.select().where(SyncLog.action.in_(["daemon", "import"])).order_by(SyncLog.id))
+    assert [(r.action, r.mode) for r in rows] == [("daemon", "stop")], "no pass, no import"
+    assert "before its first pass" in rows[0].message
+    assert not cli_json(home, "caja", "list")["daemon"]["running"]
 
 
 def test_a_windows_service_that_cannot_start_says_why_in_the_event_log(tmp_path, windows):
