@@ -8,16 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 from conftest import cli_env, cli_json, run_cli, voucher, write_config
 
-from syscafe_sync import catchup, passes, registry
+from syscafe_sync import catchup, passes, registry, stopping
 from syscafe_sync.caja import make_closing
 from syscafe_sync import config as config_mod
+from syscafe_sync.daemon import Daemon
 from syscafe_sync.db.models import SyncLog, Voucher, VoucherLine
+from syscafe_sync.lease import CajaLease
 
 TZ = dt.timezone(dt.timedelta(hours=-5))  # America/Bogota, the default time zone: no daylight saving
 
@@ -80,6 +84,24 @@ def daemon():
         if p.poll() is None:
             p.kill()
             p.communicate()
+
+
+@pytest.fixture
+def core():
+    """Runs Daemon cores in this process, each in a thread as the Windows service does; stops them after the test."""
+    threads = []
+
+    def start(service: Daemon) -> threading.Thread:
+        t = threading.Thread(target=service.run, name="daemon core")
+        t.start()
+        threads.append(t)
+        return t
+
+    yield start
+    stopping.requested.set()
+    for t in threads:
+        t.join(15)
+    stopping.requested.clear()
 
 
 def count(caja: str, day: dt.date | None = None) -> int:
@@ -163,6 +185,60 @@ def test_a_second_daemon_on_the_same_database_is_refused_and_says_which_holds_it
     again = daemon(home, "--interval", "5", "--no-watch")
     assert wait_for(lambda: len(log_rows("daemon", "start")) == 3, 10), again.stderr
     assert stop(again)[0] == 0
+
+
+@pytest.mark.slow
+def test_a_pass_longer_than_the_interval_is_never_run_twice_at_once(home, caja_folder, core):
+    interval, wait = 0.25, 1.5
+    write_config(home, sync={"catch_up_days": 1}, limits={"lock_wait_s": wait})
+    cfg = config_mod.load(home)
+    c1 = caja_folder("CAJA1")
+    c1.add_many(1, 2, day=today())
+    registry.add("CAJA1", str(c1.root))
+    # A manual run holds the caja: each pass waits `wait` seconds for it, six intervals, then says busy.
+    manual = CajaLease("caja:CAJA1", 60)
+    assert manual.try_acquire()
+    service = Daemon(cfg, interval / 60, watch=False)
+    refused = []
+    service.scheduler.add_listener(lambda e: e.job_id == "pass" and refused.append(e), EVENT_JOB_MAX_INSTANCES)
+    core(service)
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 3, 30, every=0.2), history()
+    rows = log_rows("daemon", "pass")  # read before the stop, which cuts the pass in hand short
+    stopping.requested.set()
+    assert all(r.duration_s >= wait for r in rows), "each pass outlasted several intervals"
+    assert refused, "passes fell due while one ran"
+    for before, after in zip(rows, rows[1:]):
+        started = after.at - dt.timedelta(seconds=after.duration_s)
+        # each pass started after the one before had ended (0.1 s: the log rows written after its clock stopped)
+        assert started >= before.at - dt.timedelta(seconds=0.1), history()
+    manual.release()
+
+
+@pytest.mark.slow
+def test_passes_missed_while_the_machine_slept_run_once_however_late(home, cfg, two, core):
+    interval = 3.0
+    service = Daemon(cfg, interval / 60, watch=False)
+    events = []
+    service.scheduler.add_listener(lambda e: e.job_id == "pass" and events.append(e),
+                                   EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+    core(service)
+    assert wait_for(lambda: log_rows("daemon", "pass"), 15), history()
+    # The scheduler's thread asleep, as when the machine sleeps: no clock can be handed to APScheduler,
+    # so this waits for real, past two runs, the later one 1.6 s late (more than APScheduler's 1 s of grace).
+    service.scheduler.pause()
+    due = service.scheduler.get_job("pass").next_run_time
+    time.sleep((due - dt.datetime.now(due.tzinfo)).total_seconds() + interval + 1.6)
+    seen = len(events)
+    service.scheduler.resume()
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 2, 15), history()
+    woke = events[seen:]
+    submitted = [e for e in woke if e.code == EVENT_JOB_SUBMITTED]
+    assert submitted and submitted[0].scheduled_run_times == [due + dt.timedelta(seconds=interval)], \
+        "the two missed runs collapse into the later one"
+    first = [e.code for e in woke if e.code != EVENT_JOB_SUBMITTED][0]
+    assert first == EVENT_JOB_EXECUTED, "however late, it runs: not dropped as a misfire"
+    time.sleep(0.5)  # a second run of the same wake-up would follow at once
+    assert len(log_rows("daemon", "pass")) == 2, history()
 
 
 def test_a_bad_interval_is_refused_with_exit_2(home):
