@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,9 +32,9 @@ def today() -> dt.date:
     return dt.datetime.now(TZ).date()
 
 
-def start_daemon(home: Path, *args: str) -> subprocess.Popen:
+def start_daemon(home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "daemon", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home, env))
 
 
 def wait_for(what, timeout: float, every: float = 0.1):
@@ -74,8 +76,8 @@ def daemon():
     """Starts daemons and makes sure none outlives the test."""
     procs = []
 
-    def start(home, *args):
-        p = start_daemon(home, *args)
+    def start(home, *args, env=None):
+        p = start_daemon(home, *args, env=env)
         procs.append(p)
         return p
 
@@ -155,6 +157,28 @@ def test_sigterm_in_the_middle_of_a_pass_stops_within_seconds_and_leaves_no_half
     run_cli(home, "sync", check=0)
     assert count("CAJA1") == 1500
     assert VoucherLine.select().count() == 3000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_systemd_is_told_ready_once_the_database_is_taken_and_stopping_at_sigterm(home, two, daemon, kind):
+    with tempfile.TemporaryDirectory(prefix="sd") as folder, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        # what systemd gives Type=notify services: a path (/run/systemd/notify), or an abstract name written with @
+        address = f"{folder}/notify" if kind == "path" else f"@syscafe-sync-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind(address if kind == "path" else "\0" + address[1:])
+        sock.settimeout(20)
+        proc = daemon(home, "--interval", "5", "--no-watch", env={"NOTIFY_SOCKET": address})
+        assert sock.recv(64) == b"READY=1", proc.stderr
+        assert log_rows("daemon", "start"), "ready only once this daemon holds the database"
+        assert wait_for(lambda: log_rows("daemon", "pass"), 15), history()
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(64)  # nothing more while it runs
+        code, _, err = stop(proc)
+        assert code == 0, err
+        assert sock.recv(64) == b"STOPPING=1"
+        with pytest.raises(BlockingIOError):
+            sock.recv(64)
 
 
 @pytest.mark.slow
