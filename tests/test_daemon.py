@@ -456,6 +456,39 @@ def test_a_watch_whose_folder_went_away_is_started_again(two, tmp_path):
         watcher.stop()
 
 
+def test_watches_whose_threads_died_are_started_again(two):
+    from syscafe_sync.watch import Watcher
+
+    c1, c2 = two
+    seen = []
+    watcher = Watcher(lambda caja, day: seen.append((caja, day)))
+    try:
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        # CAJA1's emitter thread ends, as watchdog's own emitters end after an error in their folder
+        emitter = next(e for e in watcher.observer.emitters if e.watch == watcher.watches["CAJA1"][1])
+        emitter.stop()
+        emitter.join(5)
+        c1.add(1, day=today())
+        c2.add(1, day=today())
+        assert wait_for(lambda: ("CAJA2", today()) in seen, 5)
+        assert ("CAJA1", today()) not in seen, "that watch is really dead"
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        c1.add(2, day=today())
+        assert wait_for(lambda: ("CAJA1", today()) in seen, 5), "started again"
+        # the observer's own thread ends: every watch with it
+        dead = watcher.observer
+        dead.stop()
+        dead.join(5)
+        seen.clear()
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        assert watcher.observer is not dead and watcher.observer.is_alive()
+        c1.add(3, day=today())
+        c2.add(3, day=today())
+        assert wait_for(lambda: {caja for caja, _ in seen} == {"CAJA1", "CAJA2"}, 5)
+    finally:
+        watcher.stop()
+
+
 def test_service_settings_are_checked(home):
     write_config(home, sync={"watch": "yes"})
     proc = run_cli(home, "daemon")
