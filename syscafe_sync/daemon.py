@@ -34,7 +34,13 @@ from .watch import Watcher
 
 
 class AlreadyRunning(SyncError):
-    """Another daemon serves this database."""
+    """Another daemon serves this database: refused to start, nothing changed.
+
+    Exit 2, SPEC's "nothing was changed", and not 1: a service manager that restarts on failure
+    would otherwise start this one again every few seconds for as long as the other one runs
+    (the systemd unit says RestartPreventExitStatus=2)."""
+
+    exit_code = 2
 
 
 def notify(state: str) -> None:

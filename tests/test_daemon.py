@@ -194,7 +194,7 @@ def test_a_second_daemon_on_the_same_database_is_refused_and_says_which_holds_it
     first = daemon(home, "--interval", "0.05", "--no-watch")
     assert wait_for(lambda: log_rows("daemon", "pass"), 10)
     second = run_cli(home, "daemon", "--interval", "0.05", timeout=30)
-    assert second.returncode == 1
+    assert second.returncode == 2, second.stderr
     assert f"process {first.pid} on" in second.stderr and "another syscafe-sync daemon" in second.stderr
     assert "Traceback" not in second.stderr
     assert first.poll() is None, "the first one goes on"

@@ -43,6 +43,17 @@ def test_the_printed_unit_passes_systemd_analyze_verify(home, tmp_path):
     assert subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True).returncode != 0
 
 
+def test_the_unit_does_not_restart_a_daemon_refused_for_good():
+    from syscafe_sync.daemon import AlreadyRunning
+    from syscafe_sync.errors import UsageError
+
+    unit = (REPO / "syscafe_sync" / "service" / "syscafe-sync.service").read_text()
+    prevented = [line.split("=", 1)[1].split() for line in unit.splitlines() if line.startswith("RestartPreventExitStatus=")]
+    # another daemon holding the database, a bad setting: restarting every RestartSec would not change either
+    assert prevented == [[str(AlreadyRunning.exit_code)]] and AlreadyRunning.exit_code == UsageError.exit_code == 2
+    assert "Restart=on-failure" in unit.splitlines(), "a failure while it ran (exit 1) is still restarted"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="on Windows `service install` installs for real")
 def test_service_install_elsewhere_than_windows_says_what_to_do(home):
     proc = run_cli(home, "service", "install")
