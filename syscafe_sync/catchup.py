@@ -1,9 +1,11 @@
 """Which process dates a pass imports for a caja, so that nothing sold while the server was off is missed.
 
-Today, always. Every earlier day of the window (`sync.catch_up_days`, today
-included) that was never imported without failing. And yesterday until it is
-imported with its `closing.json` in place, since a caja that sells past
-midnight keeps writing the day before until it closes it.
+Today, always. And every earlier day of the window (`sync.catch_up_days`,
+today included) that is not closed: never imported without failing, or
+imported before its `closing.json` was in place. A caja that sells past
+midnight keeps writing the day before until it closes it, and a server off
+past more than one midnight may have imported any of those days only partway;
+each is finished at the next pass, as long as it is inside the window.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .db.models import ImportedDay, utcnow
 
 
 def mark(caja: str, day: dt.date, closed: bool) -> None:
-    """Records that `day` of `caja` was imported without failing."""
+    """Records that `day` of `caja` was imported without failing; `closed`: nothing more will come for it."""
     with write_transaction():
         ImportedDay.insert(caja=caja, day=day.isoformat(), closed=closed, at=utcnow()).on_conflict(
             conflict_target=[ImportedDay.caja, ImportedDay.day],
@@ -25,16 +27,11 @@ def mark(caja: str, day: dt.date, closed: bool) -> None:
 
 def days(caja: str, today: dt.date, window: int) -> list[dt.date]:
     first = today - dt.timedelta(days=window - 1)
-    done = {
-        dt.date.fromisoformat(day): closed
-        for day, closed in ImportedDay.select(ImportedDay.day, ImportedDay.closed)
-        .where((ImportedDay.caja == caja) & (ImportedDay.day >= first.isoformat()))
+    closed = {
+        dt.date.fromisoformat(day)
+        for (day,) in ImportedDay.select(ImportedDay.day)
+        .where((ImportedDay.caja == caja) & (ImportedDay.day >= first.isoformat()) & (ImportedDay.closed == True))  # noqa: E712
         .tuples()
     }
-    yesterday = today - dt.timedelta(days=1)
-    out = []
-    for n in range(window):
-        day = first + dt.timedelta(days=n)
-        if day == today or day not in done or (day == yesterday and not done[day]):
-            out.append(day)
-    return out
+    every = [first + dt.timedelta(days=n) for n in range(window)]
+    return [day for day in every if day == today or day not in closed]

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         # Minutes between two passes of the service; decimals allowed.
         "interval_minutes": 5,
         "timezone": "America/Bogota",
-        # After downtime the service imports every day not yet imported, this many days back (today included).
+        # After downtime the service imports every day not closed yet (no closing.json), this many days back (today included).
         "catch_up_days": 7,
         # Local folders only: a new voucher file starts that caja's import at once (the interval stays the guarantee).
         "watch": True,

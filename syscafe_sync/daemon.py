@@ -34,7 +34,13 @@ from .watch import Watcher
 
 
 class AlreadyRunning(SyncError):
-    """Another daemon serves this database."""
+    """Another daemon serves this database: refused to start, nothing changed.
+
+    Exit 2, SPEC's "nothing was changed", and not 1: a service manager that restarts on failure
+    would otherwise start this one again every few seconds for as long as the other one runs
+    (the systemd unit says RestartPreventExitStatus=2)."""
+
+    exit_code = 2
 
 
 def notify(state: str) -> None:
@@ -72,21 +78,30 @@ class Daemon:
             raise UsageError("--shared (sync.shared) is for several services on one PostgreSQL database; this one is "
                              f"SQLite ({config.db_url}), which one daemon serves alone. Move it with "
                              "`syscafe-sync migrate --to postgresql://…`, or run without --shared.")
-        self.scheduler: BackgroundScheduler | None = None
+        # Made here, started by run(): whoever runs the core can listen to its jobs from the first pass on.
+        self.scheduler = BackgroundScheduler(
+            timezone=config.timezone,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
         self.watcher: Watcher | None = None
         self.passes = 0
 
     def run(self) -> int:
-        """Serves until `stopping.requested` is set; returns the exit status (0)."""
-        stopping.requested.clear()
+        """Serves until `stopping.requested` is set; returns the exit status (0).
+
+        A stop asked for before (SIGTERM while the home was being opened, the Windows service's stop
+        before its start ended) is honoured: nothing starts. So the request is never cleared here;
+        a process asks to stop once, and it ends."""
+        if stopping.requested.is_set():
+            try:
+                self._log("stop", "daemon stopped before its first pass: it was asked to stop while it started")
+            finally:
+                database.close()
+            return 0
         self._take_database()
         mode = f", shared with {len(shared.live_members()) - 1} other services" if self.share else ""
         self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}{mode}",
                   details={"interval_s": self.interval_s, "shared": bool(self.share)})
-        self.scheduler = BackgroundScheduler(
-            timezone=self.config.timezone,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
         self.scheduler.add_job(self._pass, IntervalTrigger(seconds=self.interval_s), id="pass", next_run_time=dt.datetime.now(self.config.timezone))
         # Renewed well before it runs out, so a daemon that is alive is never taken over.
         self.scheduler.add_job(self._renew, IntervalTrigger(seconds=max(1.0, self.config.limits["lease_s"] / 4)), id="lease")
@@ -123,7 +138,7 @@ class Daemon:
         started = time.monotonic()
         if self.watcher:
             self.watcher.stop()
-        if self.scheduler:
+        if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # the pass in hand has seen the stop and ends at its next safe point
         if self.share:
             self.share.leave()  # the others take this one's cajas at their next pass
@@ -185,7 +200,7 @@ class Daemon:
 
     def _on_voucher(self, caja: str, day: dt.date) -> None:
         """From the watcher's thread: one import of that caja soon, however many events arrive meanwhile."""
-        if stopping.requested.is_set() or self.scheduler is None or (self.share and not self.share.owns(caja)):
+        if stopping.requested.is_set() or not self.scheduler.running or (self.share and not self.share.owns(caja)):
             return
         try:
             self.scheduler.add_job(self._import, "date", args=[caja, day], id=f"watch:{caja}:{day}",

@@ -41,9 +41,10 @@ class SyscafeSyncService(win32serviceutil.ServiceFramework):
         db_url = win32serviceutil.GetServiceCustomOption(self._svc_name_, "db") or None
         try:
             config = open_home(home, db_url)
-            self.ReportServiceStatus(win32service.SERVICE_RUNNING)
-            servicemanager.LogInfoMsg(f"{NAME}: serving home {config.home}; the sync log is {config.log_path}")
-            Daemon(config).run()
+            if not stopping.requested.is_set():  # a stop during open_home: it is stopping, not running
+                self.ReportServiceStatus(win32service.SERVICE_RUNNING)
+                servicemanager.LogInfoMsg(f"{NAME}: serving home {config.home}; the sync log is {config.log_path}")
+            Daemon(config).run()  # returns at once after such a stop
         except Exception as exc:  # the event log is the only place a person looks for a service that will not start
             servicemanager.LogErrorMsg(f"{NAME} stopped: {exc}")
             raise

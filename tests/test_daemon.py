@@ -6,18 +6,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 from conftest import cli_env, cli_json, run_cli, voucher, write_config
 
-from syscafe_sync import catchup, passes, registry
+from syscafe_sync import catchup, passes, registry, stopping
 from syscafe_sync.caja import make_closing
 from syscafe_sync import config as config_mod
+from syscafe_sync.daemon import Daemon
 from syscafe_sync.db.models import SyncLog, Voucher, VoucherLine
+from syscafe_sync.lease import CajaLease
 
 TZ = dt.timezone(dt.timedelta(hours=-5))  # America/Bogota, the default time zone: no daylight saving
 
@@ -26,9 +32,9 @@ def today() -> dt.date:
     return dt.datetime.now(TZ).date()
 
 
-def start_daemon(home: Path, *args: str) -> subprocess.Popen:
+def start_daemon(home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "daemon", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home, env))
 
 
 def wait_for(what, timeout: float, every: float = 0.1):
@@ -70,8 +76,8 @@ def daemon():
     """Starts daemons and makes sure none outlives the test."""
     procs = []
 
-    def start(home, *args):
-        p = start_daemon(home, *args)
+    def start(home, *args, env=None):
+        p = start_daemon(home, *args, env=env)
         procs.append(p)
         return p
 
@@ -80,6 +86,24 @@ def daemon():
         if p.poll() is None:
             p.kill()
             p.communicate()
+
+
+@pytest.fixture
+def core():
+    """Runs Daemon cores in this process, each in a thread as the Windows service does; stops them after the test."""
+    threads = []
+
+    def start(service: Daemon) -> threading.Thread:
+        t = threading.Thread(target=service.run, name="daemon core")
+        t.start()
+        threads.append(t)
+        return t
+
+    yield start
+    stopping.requested.set()
+    for t in threads:
+        t.join(15)
+    stopping.requested.clear()
 
 
 def count(caja: str, day: dt.date | None = None) -> int:
@@ -136,6 +160,28 @@ def test_sigterm_in_the_middle_of_a_pass_stops_within_seconds_and_leaves_no_half
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_systemd_is_told_ready_once_the_database_is_taken_and_stopping_at_sigterm(home, two, daemon, kind):
+    with tempfile.TemporaryDirectory(prefix="sd") as folder, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        # what systemd gives Type=notify services: a path (/run/systemd/notify), or an abstract name written with @
+        address = f"{folder}/notify" if kind == "path" else f"@syscafe-sync-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind(address if kind == "path" else "\0" + address[1:])
+        sock.settimeout(20)
+        proc = daemon(home, "--interval", "5", "--no-watch", env={"NOTIFY_SOCKET": address})
+        assert sock.recv(64) == b"READY=1", proc.stderr
+        assert log_rows("daemon", "start"), "ready only once this daemon holds the database"
+        assert wait_for(lambda: log_rows("daemon", "pass"), 15), history()
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(64)  # nothing more while it runs
+        code, _, err = stop(proc)
+        assert code == 0, err
+        assert sock.recv(64) == b"STOPPING=1"
+        with pytest.raises(BlockingIOError):
+            sock.recv(64)
+
+
+@pytest.mark.slow
 def test_sigint_stops_it_too(home, two, daemon):
     proc = daemon(home, "--interval", "0.05", "--no-watch")
     assert wait_for(lambda: log_rows("daemon", "pass"), 10)
@@ -148,7 +194,7 @@ def test_a_second_daemon_on_the_same_database_is_refused_and_says_which_holds_it
     first = daemon(home, "--interval", "0.05", "--no-watch")
     assert wait_for(lambda: log_rows("daemon", "pass"), 10)
     second = run_cli(home, "daemon", "--interval", "0.05", timeout=30)
-    assert second.returncode == 1
+    assert second.returncode == 2, second.stderr
     assert f"process {first.pid} on" in second.stderr and "another syscafe-sync daemon" in second.stderr
     assert "Traceback" not in second.stderr
     assert first.poll() is None, "the first one goes on"
@@ -163,6 +209,60 @@ def test_a_second_daemon_on_the_same_database_is_refused_and_says_which_holds_it
     again = daemon(home, "--interval", "5", "--no-watch")
     assert wait_for(lambda: len(log_rows("daemon", "start")) == 3, 10), again.stderr
     assert stop(again)[0] == 0
+
+
+@pytest.mark.slow
+def test_a_pass_longer_than_the_interval_is_never_run_twice_at_once(home, caja_folder, core):
+    interval, wait = 0.25, 1.5
+    write_config(home, sync={"catch_up_days": 1}, limits={"lock_wait_s": wait})
+    cfg = config_mod.load(home)
+    c1 = caja_folder("CAJA1")
+    c1.add_many(1, 2, day=today())
+    registry.add("CAJA1", str(c1.root))
+    # A manual run holds the caja: each pass waits `wait` seconds for it, six intervals, then says busy.
+    manual = CajaLease("caja:CAJA1", 60)
+    assert manual.try_acquire()
+    service = Daemon(cfg, interval / 60, watch=False)
+    refused = []
+    service.scheduler.add_listener(lambda e: e.job_id == "pass" and refused.append(e), EVENT_JOB_MAX_INSTANCES)
+    core(service)
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 3, 30, every=0.2), history()
+    rows = log_rows("daemon", "pass")  # read before the stop, which cuts the pass in hand short
+    stopping.requested.set()
+    assert all(r.duration_s >= wait for r in rows), "each pass outlasted several intervals"
+    assert refused, "passes fell due while one ran"
+    for before, after in zip(rows, rows[1:]):
+        started = after.at - dt.timedelta(seconds=after.duration_s)
+        # each pass started after the one before had ended (0.1 s: the log rows written after its clock stopped)
+        assert started >= before.at - dt.timedelta(seconds=0.1), history()
+    manual.release()
+
+
+@pytest.mark.slow
+def test_passes_missed_while_the_machine_slept_run_once_however_late(home, cfg, two, core):
+    interval = 3.0
+    service = Daemon(cfg, interval / 60, watch=False)
+    events = []
+    service.scheduler.add_listener(lambda e: e.job_id == "pass" and events.append(e),
+                                   EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+    core(service)
+    assert wait_for(lambda: log_rows("daemon", "pass"), 15), history()
+    # The scheduler's thread asleep, as when the machine sleeps: no clock can be handed to APScheduler,
+    # so this waits for real, past two runs, the later one 1.6 s late (more than APScheduler's 1 s of grace).
+    service.scheduler.pause()
+    due = service.scheduler.get_job("pass").next_run_time
+    time.sleep((due - dt.datetime.now(due.tzinfo)).total_seconds() + interval + 1.6)
+    seen = len(events)
+    service.scheduler.resume()
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 2, 15), history()
+    woke = events[seen:]
+    submitted = [e for e in woke if e.code == EVENT_JOB_SUBMITTED]
+    assert submitted and submitted[0].scheduled_run_times == [due + dt.timedelta(seconds=interval)], \
+        "the two missed runs collapse into the later one"
+    first = [e.code for e in woke if e.code != EVENT_JOB_SUBMITTED][0]
+    assert first == EVENT_JOB_EXECUTED, "however late, it runs: not dropped as a misfire"
+    time.sleep(0.5)  # a second run of the same wake-up would follow at once
+    assert len(log_rows("daemon", "pass")) == 2, history()
 
 
 def test_a_bad_interval_is_refused_with_exit_2(home):
@@ -187,14 +287,14 @@ def test_the_first_pass_catches_up_every_missed_day_within_the_window(home, two,
     assert by_day == {9: 0, 6: 2, 3: 3, 1: 4, 0: 5}
 
 
-def test_catch_up_starts_after_the_last_successful_import(cfg, home):
+def test_catch_up_imports_every_day_of_the_window_not_closed_yet(cfg, home):
     t = dt.date(2026, 11, 23)
     y = t - dt.timedelta(days=1)
     # never imported: the whole window
     assert catchup.days("CAJA1", t, 7) == [t - dt.timedelta(days=n) for n in range(6, -1, -1)]
     for n in range(2, 7):
-        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=False)
-    # past days imported once are done; yesterday stays open until it is closed
+        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=True)
+    # past days imported with their closing are done; yesterday stays open until it is closed
     catchup.mark("CAJA1", y, closed=False)
     assert catchup.days("CAJA1", t, 7) == [y, t]
     catchup.mark("CAJA1", y, closed=True)
@@ -203,6 +303,36 @@ def test_catch_up_starts_after_the_last_successful_import(cfg, home):
     later = t + dt.timedelta(days=3)
     assert catchup.days("CAJA1", later, 7) == [t, t + dt.timedelta(days=1), t + dt.timedelta(days=2), later]
     assert catchup.days("CAJA1", later, 2) == [later - dt.timedelta(days=1), later]
+
+
+def test_a_day_imported_partway_is_finished_even_after_more_than_one_midnight(cfg, home):
+    t = dt.date(2026, 11, 23)
+    for n in range(1, 7):
+        catchup.mark("CAJA1", t - dt.timedelta(days=n), closed=True)
+    # the last pass before the server went off: the 23rd imported, but the caja had not closed it
+    catchup.mark("CAJA1", t, closed=False)
+    later = t + dt.timedelta(days=3)
+    assert catchup.days("CAJA1", later, 7) == [t + dt.timedelta(days=n) for n in range(4)]
+    # the window still bounds it: a week later the 23rd is given up
+    assert t not in catchup.days("CAJA1", t + dt.timedelta(days=7), 7)
+    catchup.mark("CAJA1", t, closed=True)
+    assert catchup.days("CAJA1", later, 7) == [t + dt.timedelta(days=n) for n in range(1, 4)]
+
+
+def test_the_rest_of_a_day_imported_partway_arrives_days_later(cfg, two):
+    c1, _ = two
+    t = dt.date(2026, 11, 23)
+    c1.add_many(1, 2, day=t)
+    evening = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)  # 21:00 in Bogotá, the caja still selling
+    passes.run_pass(cfg, ["CAJA1"], now=evening)
+    assert count("CAJA1", t) == 2
+    # sold after that pass, then the server was off until three days later
+    c1.add_many(3, 2, day=t)
+    c1.writer.write_closing(t, make_closing("CAJA1", t, [voucher("CAJA1", "FV1", n, t) for n in range(1, 5)]))
+    passes.run_pass(cfg, ["CAJA1"], now=evening + dt.timedelta(days=3))
+    assert count("CAJA1", t) == 4
+    # and now it is closed, like the days between, which had no folder
+    assert catchup.days("CAJA1", t + dt.timedelta(days=3), 7) == [t + dt.timedelta(days=3)]
 
 
 def test_after_midnight_yesterday_is_finished_until_its_closing_is_there(cfg, two):
@@ -229,15 +359,22 @@ def test_after_midnight_yesterday_is_finished_until_its_closing_is_there(cfg, tw
 @pytest.mark.slow
 def test_a_new_voucher_in_a_local_folder_is_imported_within_seconds(home, two, daemon):
     c1, _ = two
-    write_config(home, sync={"watch_debounce_s": 0.5})
+    debounce = 1.0
+    write_config(home, sync={"watch_debounce_s": debounce})
     proc = daemon(home, "--interval", "10")  # the interval alone would take 10 minutes
     assert wait_for(lambda: log_rows("daemon", "pass"), 10)
-    assert "watching 2 local folders" in log_rows("daemon", "pass")[0].message
+    first_pass = log_rows("daemon", "pass")[0]
+    assert "watching 2 local folders" in first_pass.message
     written = time.monotonic()
-    c1.add_many(1, 3, day=today())
+    for n in (1, 2, 3):  # a POS writing three sales, each file an event or more, all within the debounce
+        c1.add(n, day=today())
+        time.sleep(0.1)
     assert wait_for(lambda: count("CAJA1") == 3, 10), "a file event starts the import"
     took = time.monotonic() - written
     assert took < 10
+    time.sleep(2 * debounce)  # room for any further import the later events might have started
+    after = [r for r in log_rows("import") if r.caja == "CAJA1" and r.id > first_pass.id]
+    assert [(r.outcome, r.imported, r.skipped) for r in after] == [("ok", 3, 0)], f"one import for the three files\n{history()}"
     assert len(log_rows("daemon", "pass")) == 1, "it was the event, not a pass"
     assert stop(proc)[0] == 0
 
@@ -315,6 +452,39 @@ def test_a_watch_whose_folder_went_away_is_started_again(two, tmp_path):
         c2.writer.write_caja_json("CAJA2", ["FV2", "NC2"], "900123456-7")  # not a voucher: no event handed on
         time.sleep(0.5)
         assert {caja for caja, _ in seen} == {"CAJA1"}
+    finally:
+        watcher.stop()
+
+
+def test_watches_whose_threads_died_are_started_again(two):
+    from syscafe_sync.watch import Watcher
+
+    c1, c2 = two
+    seen = []
+    watcher = Watcher(lambda caja, day: seen.append((caja, day)))
+    try:
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        # CAJA1's emitter thread ends, as watchdog's own emitters end after an error in their folder
+        emitter = next(e for e in watcher.observer.emitters if e.watch == watcher.watches["CAJA1"][1])
+        emitter.stop()
+        emitter.join(5)
+        c1.add(1, day=today())
+        c2.add(1, day=today())
+        assert wait_for(lambda: ("CAJA2", today()) in seen, 5)
+        assert ("CAJA1", today()) not in seen, "that watch is really dead"
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        c1.add(2, day=today())
+        assert wait_for(lambda: ("CAJA1", today()) in seen, 5), "started again"
+        # the observer's own thread ends: every watch with it
+        dead = watcher.observer
+        dead.stop()
+        dead.join(5)
+        seen.clear()
+        assert watcher.update(registry.all_cajas()) == ["CAJA1", "CAJA2"]
+        assert watcher.observer is not dead and watcher.observer.is_alive()
+        c1.add(3, day=today())
+        c2.add(3, day=today())
+        assert wait_for(lambda: {caja for caja, _ in seen} == {"CAJA1", "CAJA2"}, 5)
     finally:
         watcher.stop()
 

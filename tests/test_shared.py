@@ -51,7 +51,7 @@ def test_a_lone_daemon_and_shared_ones_refuse_each_other(pg_home, daemons):
     daemons.append(start_daemon(home, "--shared", "--interval", "0.05", "--no-watch"))
     assert wait_for(lambda: log_rows("daemon", "pass"), 15)
     alone = run_cli(home, "daemon", "--interval", "0.05", timeout=30)
-    assert alone.returncode == 1 and "share this database (--shared)" in alone.stderr and "start this one with --shared" in alone.stderr
+    assert alone.returncode == 2 and "share this database (--shared)" in alone.stderr and "start this one with --shared" in alone.stderr
     second = start_daemon(home, "--shared", "--interval", "0.05", "--no-watch")
     daemons.append(second)
     assert wait_for(lambda: len(log_rows("daemon", "start")) == 2, 15), "a second shared daemon joins"
@@ -63,7 +63,7 @@ def test_a_lone_daemon_and_shared_ones_refuse_each_other(pg_home, daemons):
     daemons.append(lone)
     assert wait_for(lambda: len(log_rows("daemon", "start")) == 3, 15)
     joining = run_cli(home, "daemon", "--shared", "--interval", "0.05", timeout=30)
-    assert joining.returncode == 1 and "serves this database alone" in joining.stderr
+    assert joining.returncode == 2 and "serves this database alone" in joining.stderr
     assert stop(lone)[0] == 0
 
 

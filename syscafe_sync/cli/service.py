@@ -29,10 +29,11 @@ def daemon_cmd(app: App, interval, watch, shared):
     The first pass starts at once and catches up the days each caja missed.
     Service managers (systemd, the Windows service) start this.
     """
-    cfg = app.open()
-    service = Daemon(cfg, interval, watch, shared)
+    # First of all: a SIGTERM while the home and the database are opened must not be lost (run() honours it).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.requested.set())
+    cfg = app.open()
+    service = Daemon(cfg, interval, watch, shared)
     if not app.json_out:
         click.echo(f"syscafe-sync daemon: a pass every {service.interval_s / 60:g} min; the log is {cfg.log_path}; stop with Ctrl-C or SIGTERM.", err=True)
     raise SystemExit(service.run())
