@@ -26,7 +26,8 @@ from .db.models import Catalog, CatalogRecord, SyncLog, Voucher, VoucherLine, Vo
 NEEDED_CATALOGS = [c for c in KNOWN_KEYS if c != "loyalty_balances"]
 # Vouchers of this many days back must find their payment methods, taxes, sellers and products in the catalogs.
 COVER_DAYS = 30
-# A resolution ending within this many days, or used beyond this share, needs its successor asked for now.
+# A resolution ending within this many days (the 30th included) needs its successor asked for now, unless one is
+# recorded already; one used beyond this share needs it whatever is recorded, as a later one is not usable yet.
 EXPIRY_DAYS = 30
 USED_PERCENT = 90.0
 NOTE_KINDS = {"adjustment_note", "credit_note"}
@@ -194,13 +195,32 @@ def _resolutions(cajas: list[dict], today: dt.date) -> list[Check]:
                              f"record the DIAN resolution: `syscafe-sync resolution add {code} --prefix P --from N --to N --valid-from D --valid-to D --number R`"))
             continue
         days_left = (dt.date.fromisoformat(current["valid_to"]) - today).days
-        if days_left < EXPIRY_DAYS or current["used_percent"] > USED_PERCENT:
+        # A successor starting later takes over the days, not the numbers: it cannot be used before it starts.
+        following = _successor(code, current, today) if days_left <= EXPIRY_DAYS else None
+        if (days_left <= EXPIRY_DAYS and following is None) or current["used_percent"] > USED_PERCENT:
             out.append(Check(f"{code} resolution", "fail",
-                             f"resolution {current['number'] or '#' + str(current['id'])} of {code} ends in {days_left} days and is {current['used_percent']} % used",
+                             f"resolution {_name(current)} of {code} ends in {days_left} days and is {current['used_percent']} % used",
                              "ask DIAN for the next resolution now, then `syscafe-sync resolution add` it"))
         else:
-            out.append(Check(f"{code} resolution", "ok", f"{current['prefix']} {current['from']}–{current['to']} until {current['valid_to']}, {current['used_percent']} % used"))
+            then = f"; then resolution {_name(following)} ({following['prefix']} {following['from']}–{following['to']}) from {following['valid_from']}" if following else ""
+            out.append(Check(f"{code} resolution", "ok", f"{current['prefix']} {current['from']}–{current['to']} until {current['valid_to']}, "
+                                                         f"{current['used_percent']} % used{then}"))
     return out
+
+
+def _name(r: dict) -> str:
+    return r["number"] or f"#{r['id']}"
+
+
+def _successor(code: str, current: dict, today: dt.date) -> dict | None:
+    """The resolution that takes over from `current`: numbers above its range, starting no later than the day
+    after it ends (no day without a resolution), and not about to run out itself."""
+    day_after = dt.date.fromisoformat(current["valid_to"]) + dt.timedelta(days=1)
+    for r in resolutions.listing(code, today):
+        if (r["from"] > current["to"] and dt.date.fromisoformat(r["valid_from"]) <= day_after
+                and r["days_left"] > EXPIRY_DAYS and r["used_percent"] <= USED_PERCENT):
+            return r
+    return None
 
 
 def _current(code: str, today: dt.date) -> dict | None:

@@ -1,20 +1,22 @@
 """The HTTP connector against a local accounting API that fails on purpose (5xx, time-outs, dropped
-connections after saving): every voucher ends up posted exactly once on the server's side."""
+connections after saving): every voucher ends up posted exactly once on the server's side, retries wait
+longer each time and stop, and `vouchers list` shows what was posted, held and failed."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import DAY, cli_json, run_cli, write_config
+from conftest import DAY, MAPPING, cli_json, run_cli, write_config
 
 from syscafe_sync import config as config_mod
 from syscafe_sync import importer, vouchers
 from syscafe_sync.accounting import journal
+from syscafe_sync.accounting.http import HttpDestination
 from syscafe_sync.db.models import SyncLog
 
 TOKEN = "s3cr3t-token-never-shown"
@@ -30,6 +32,7 @@ class FlakyApi:
         self.plan = plan
         self.saved: dict[str, dict] = {}
         self.requests: Counter = Counter()
+        self.arrivals: dict[str, list[float]] = defaultdict(list)  # when each request of a key came in
         self.auth: set[str] = set()
         self.lock = threading.Lock()
         api = self
@@ -43,6 +46,7 @@ class FlakyApi:
                 key = self.headers.get("Idempotency-Key")
                 with api.lock:
                     api.requests[key] += 1
+                    api.arrivals[key].append(time.monotonic())
                     api.auth.add(self.headers.get("Authorization"))
                     what = api.plan(key, api.requests[key])
                     if what in ("ok", "timeout", "drop"):
@@ -86,9 +90,9 @@ def api_factory():
         api.close()
 
 
-def configure(home, url, token=TOKEN, retries=5):
+def configure(home, url, token=TOKEN, retries=5, backoff_s=0.01):
     write_config(home, accounting={"destination": "http", "url": url, "token": token, "timeout_s": CLIENT_TIMEOUT,
-                                   "retries": retries, "backoff_s": 0.01})
+                                   "retries": retries, "backoff_s": backoff_s})
     return config_mod.load(home)
 
 
@@ -159,3 +163,57 @@ def test_through_the_program_the_token_comes_from_the_environment_and_is_never_s
     assert TOKEN not in everything
     assert {v["accounting"] for v in cli_json(home, "vouchers", "list")["vouchers"]} == {"posted"}
 
+
+def test_vouchers_list_shows_posted_held_and_failed_through_the_program(home, books, api_factory, tmp_path):
+    c1, _ = books
+    c1.add(3, payments=[("DAVIPLATA", "35864.00")])  # no account for it: held
+    run_cli(home, "import", "--date", DAY.isoformat(), check=0)
+    refusing = {"CAJA1:FV1:2:1"}
+    api = api_factory(lambda key, n: "503" if key in refusing else "ok")
+    configure(home, api.url, retries=1)
+    post = json.loads(run_cli(home, "--json", "accounting", "post", check=1).stdout)
+    assert [f["voucher"] for f in post["failed"]] == ["FV1-2"] and [h["voucher"] for h in post["held"]] == ["FV1-3"]
+
+    def listed():
+        return {f"{v['code']}-{v['number']}": (v["accounting"], v["accounting_reason"]) for v in cli_json(home, "vouchers", "list")["vouchers"]}
+
+    shown = listed()
+    assert shown["FV1-1"] == shown["FV2-1"] == ("posted", None)
+    assert shown["FV1-3"] == ("held", "no account for payment method DAVIPLATA (payment_methods.DAVIPLATA)")
+    state, reason = shown["FV1-2"]
+    assert state == "failed" and f"{api.url} did not take entry CAJA1:FV1:2:1 after 2 attempts: HTTP 503" in reason
+    assert reason.endswith("run `syscafe-sync accounting retry` once it is fixed")
+    assert f"failed: {api.url} did not take entry CAJA1:FV1:2:1" in run_cli(home, "vouchers", "list", "--code", "FV1", check=0).stdout
+    # the API takes it again, the mapping gets DAVIPLATA: retry posts both, once, and the list follows
+    refusing.clear()
+    (tmp_path / "map.toml").write_text(MAPPING.replace("[taxes]", 'DAVIPLATA = "11100502"\n\n[taxes]'), encoding="utf-8")
+    run_cli(home, "accounting", "map", "load", str(tmp_path / "map.toml"), check=0)
+    run_cli(home, "accounting", "retry", check=0)
+    assert set(listed().values()) == {("posted", None)}
+    assert sorted(api.saved) == ["CAJA1:FV1:1:1", "CAJA1:FV1:2:1", "CAJA1:FV1:3:1", "CAJA2:FV2:1:1"]
+
+
+def test_retries_wait_doubling_up_to_30_s_and_stop_after_the_retries(api_factory):
+    entry = {"key": "CAJA1:FV1:1:1", "lines": []}
+    api = api_factory(lambda key, n: "503")
+    waits: list[float] = []
+    [reason] = HttpDestination(api.url, TOKEN, CLIENT_TIMEOUT, retries=6, backoff_s=4.0, sleep=waits.append).deliver([entry])
+    assert waits == [4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert api.requests[entry["key"]] == 7 and "after 7 attempts: HTTP 503" in reason
+    # taken on the third attempt: two waits, no more requests
+    api = api_factory(lambda key, n: "503" if n < 3 else "ok")
+    waits.clear()
+    assert HttpDestination(api.url, TOKEN, CLIENT_TIMEOUT, retries=6, backoff_s=4.0, sleep=waits.append).deliver([entry]) == [None]
+    assert waits == [4.0, 8.0] and api.requests[entry["key"]] == 3
+
+
+def test_a_post_really_waits_between_attempts_after_a_drop_a_timeout_and_a_503(cfg, books, api_factory):
+    api = api_factory(lambda key, n: {1: "drop", 2: "timeout", 3: "503"}.get(n, "ok"))
+    backoff = 0.15
+    result = journal.post(configure(cfg.home, api.url, retries=4, backoff_s=backoff), caja="CAJA2")
+    assert result.outcome == "ok" and list(api.saved) == ["CAJA2:FV2:1:1"] and api.requests["CAJA2:FV2:1:1"] == 4
+    t = api.arrivals["CAJA2:FV2:1:1"]
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    # each gap is the attempt's own time plus a wait twice the one before; the second attempt's own time is the
+    # client's time-out, counted from a little before the server noted the arrival (hence the 0.05 s)
+    assert gaps[0] >= backoff and gaps[1] >= CLIENT_TIMEOUT - 0.05 + 2 * backoff and gaps[2] >= 4 * backoff, gaps

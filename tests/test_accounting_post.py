@@ -4,6 +4,7 @@ after posting, summarised per day, status per voucher in `vouchers list` and the
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
@@ -110,6 +111,28 @@ def test_a_credit_note_reverses_what_it_returns(cfg, books):
     assert note["kind"] == "return" and balanced(note)
     assert {(x["account"], x["debit"], x["credit"]) for x in note["lines"]} == {
         ("41352401", "4000.00", "0.00"), ("24080501", "760.00", "0.00"), ("110505", "0.00", "4760.00")}
+
+
+def test_an_adjustment_note_reverses_what_it_cancels_to_the_cent(cfg, books):
+    c1, _ = books
+    # FV1-2 (paid EF and NEQUI) cancelled whole by an adjustment note carrying its lines and payments
+    c1.add(1, code="NC1", kind="adjustment_note", references=[{"code": "FV1", "number": 2}],
+           payments=[("EF", "20000.00"), ("NEQUI", "15864.00")])
+    importer.import_day(cfg, ["CAJA1"], DAY, "skip")
+    by_voucher = {e["voucher"]: e for e in exported(journal.post(cfg, to="json"))}
+    sale, note = by_voucher["FV1-2"], by_voucher["NC1-1"]
+    assert note["kind"] == "return" and balanced(note) and note["total"] == sale["total"] == "35864.00"
+    # line for line the sale's, debit and credit swapped: each payment account credited, income and taxes debited
+    sides = lambda e: sorted((x["account"], x["cost_centre"], x["third_party"], x["debit"], x["credit"]) for x in e["lines"])  # noqa: E731
+    assert sides(note) == sorted((a, cc, t, cr, dr) for a, cc, t, dr, cr in sides(sale))
+    assert {(x["account"], x["credit"]) for x in note["lines"] if x["credit"] != "0.00"} == {("110505", "20000.00"), ("11100501", "15864.00")}
+    # together they leave every account as it was, to the cent
+    net = defaultdict(Decimal)
+    for e in (sale, note):
+        for x in e["lines"]:
+            net[x["account"]] += Decimal(x["debit"]) - Decimal(x["credit"])
+    assert len(net) == 6 and set(net.values()) == {Decimal("0.00")}
+    assert status("NC1-1") == ("posted", None)
 
 
 def test_per_day_one_balanced_summary_per_caja_and_day(cfg, books):

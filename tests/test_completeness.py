@@ -256,8 +256,14 @@ def test_a_closing_that_cannot_be_read_is_a_mismatch_that_says_why(home, cfg, tw
 
 # --- doctor: resolutions --------------------------------------------------------------------------
 
-def _resolution_check(cfg, code="FV1") -> doctor.Check:
-    return next(c for c in doctor.run(cfg) if c.check == f"{code} resolution")
+def _resolution_check(cfg, code="FV1", now=None) -> doctor.Check:
+    return next(c for c in doctor.run(cfg, now) if c.check == f"{code} resolution")
+
+
+def _today(cfg) -> tuple[dt.datetime, dt.date]:
+    """One instant and its date where the main server is, so a test never straddles midnight."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return now, now.astimezone(cfg.timezone).date()
 
 
 def test_doctor_wants_a_resolution_for_every_invoicing_code(cfg, two):
@@ -278,39 +284,124 @@ def test_doctor_wants_a_resolution_for_every_invoicing_code(cfg, two):
     assert not [c for c in doctor.run(cfg) if c.check == "NC1 resolution"]
 
 
-def test_doctor_fails_a_resolution_about_to_run_out_of_days_or_numbers(cfg, two):
+@pytest.mark.parametrize("days_left, status", [(20, "fail"), (30, "fail"), (31, "ok")])
+def test_doctor_fails_a_resolution_ending_within_30_days_the_30th_included(cfg, two, days_left, status):
+    now, today = _today(cfg)
+    resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=300), today + dt.timedelta(days=days_left), "R-1")
+    check = _resolution_check(cfg, now=now)
+    assert check.status == status, check.message
+    if status == "fail":
+        assert f"resolution R-1 of FV1 ends in {days_left} days and is 0.0 % used" in check.message and "ask DIAN" in check.fix
+
+
+@pytest.mark.parametrize("highest, status", [(90, "ok"), (91, "fail"), (95, "fail")])
+def test_doctor_fails_a_resolution_more_than_90_percent_used(cfg, two, highest, status):
     c1, _ = two
-    today = dt.datetime.now(BOGOTA).date()
-    r, _ = resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=300), today + dt.timedelta(days=20))
-    check = _resolution_check(cfg)
-    assert check.status == "fail" and "ends in 20 days" in check.message and "ask DIAN" in check.fix
-    resolutions.remove(r.id)
+    now, today = _today(cfg)
+    resolutions.add("FV1", "POS1", 1, 100, today - dt.timedelta(days=300), today + dt.timedelta(days=300), "R-1")
+    c1.add(1, day=today)
+    c1.add(highest, day=today)  # the highest number held is what is used: the gap does not give numbers back
+    importer.import_day(cfg, [], today, "skip")
+    check = _resolution_check(cfg, now=now)
+    assert check.status == status, check.message
+    if status == "fail":
+        assert f"ends in 300 days and is {highest}.0 % used" in check.message and "ask DIAN" in check.fix
+    else:
+        assert "90.0 % used" in check.message
+
+
+def test_doctor_fails_a_resolution_with_every_number_used(cfg, two):
+    c1, _ = two
+    now, today = _today(cfg)
     resolutions.add("FV1", "POS1", 1, 10, today - dt.timedelta(days=300), today + dt.timedelta(days=300))
     for n in range(1, 11):
         c1.add(n, day=today)
     importer.import_day(cfg, [], today, "skip")
-    check = _resolution_check(cfg)
+    check = _resolution_check(cfg, now=now)
     assert check.status == "fail" and "no resolution valid today with numbers left" in check.message
 
 
-def test_doctor_wants_the_catalogs_to_cover_what_the_vouchers_use(cfg, two, tmp_path):
+def test_a_successor_recorded_clears_a_resolution_that_ends_soon_but_not_one_running_out_of_numbers(cfg, two):
+    c1, _ = two
+    now, today = _today(cfg)
+    days = lambda n: today + dt.timedelta(days=n)  # noqa: E731
+    resolutions.add("FV1", "POS1", 1001, 2000, days(-300), days(20), "R-1")
+    assert _resolution_check(cfg, now=now).status == "fail"
+    c1.add(2096, day=today)  # misnumbered ahead: a successor 2001–2100 would be 96 % used before it starts
+    importer.import_day(cfg, [], today, "skip")
+    # not a successor: one leaving a day with no resolution, one running out of days or numbers itself, one
+    # numbering backwards
+    for numbers, valid_from, valid_to in [((2001, 3000), days(22), days(400)), ((2001, 3000), days(21), days(30)),
+                                          ((2001, 2100), days(21), days(400)), ((1, 1000), days(21), days(400))]:
+        r, _ = resolutions.add("FV1", "POS1", *numbers, valid_from, valid_to, "R-2")
+        check = _resolution_check(cfg, now=now)
+        assert check.status == "fail" and "resolution R-1 of FV1 ends in 20 days" in check.message, (numbers, valid_from, valid_to)
+        resolutions.remove(r.id)
+    # the day after R-1 ends, R-2 takes over: nothing to ask DIAN for
+    resolutions.add("FV1", "POS1", 2001, 3000, days(21), days(400), "R-2")
+    check = _resolution_check(cfg, now=now)
+    assert check.status == "ok", check.message
+    assert f"then resolution R-2 (POS1 2001–3000) from {days(21)}" in check.message
+    # but numbers running out today are not helped by a resolution that starts in 21 days
+    c1.add(1950, day=today)
+    importer.import_day(cfg, [], today, "skip")
+    check = _resolution_check(cfg, now=now)
+    assert check.status == "fail" and "ends in 20 days and is 95.0 % used" in check.message
+
+
+# Catalog files that hold everything the test voucher uses (seller V04, paid EF, lines ALM-EJ INC 8 and GAS-400 IVA 19)…
+COVERING = {
+    "products": "code,description,price\nALM-EJ,Almuerzo,16000.00\nGAS-400,Gaseosa,4000.00\n",
+    "payment_methods": "code,name\nEF,Efectivo\nNEQUI,Nequi\n",
+    "taxes": "code,type,rate\nINC8,INC,8\nIVA19,IVA,19.00\n",
+    "sellers": "code,name\nV01,Diana\nV04,Édgar\n",
+}
+# …and, for each, one short of what it uses, with what doctor must name.
+SHORT = {
+    "products": ("code,description,price\nALM-EJ,Almuerzo,16000.00\n", "products: GAS-400"),
+    "payment_methods": ("code,name\nNEQUI,Nequi\n", "payment_methods: EF"),
+    "taxes": ("code,type,rate\nINC8,INC,8\nIVA5,IVA,5\nINC19,INC,19\n", "taxes: IVA 19 %"),  # type and rate both count
+    "sellers": ("code,name\nV01,Diana\n", "sellers: V04"),
+}
+
+
+def _load(tmp_path, files: dict[str, str]) -> None:
     from syscafe_sync import catalogs
 
-    c1, _ = two
-    today = dt.datetime.now(BOGOTA).date()
-    c1.add(1, day=today)
-    importer.import_day(cfg, [], today, "skip")
-    check = next(c for c in doctor.run(cfg) if c.check == "catalogs cover the vouchers")
-    assert check.status == "fail"
-    for words in ("payment_methods: EF", "products: ALM-EJ, GAS-400", "taxes: INC 8 %, IVA 19 %"):
-        assert words in check.message
-    files = {
-        "products": "code,description,price\nALM-EJ,Almuerzo,16000.00\nGAS-400,Gaseosa,4000.00\n",
-        "payment_methods": "code,name\nEF,Efectivo\nNEQUI,Nequi\n",
-        "taxes": "code,type,rate\nINC8,INC,8\nIVA19,IVA,19.00\n",
-    }
     for name, text in files.items():
-        (tmp_path / f"{name}.csv").write_text(text)
+        (tmp_path / f"{name}.csv").write_text(text, encoding="utf-8")
         catalogs.load(name, tmp_path / f"{name}.csv")
-    check = next(c for c in doctor.run(cfg) if c.check == "catalogs cover the vouchers")
+
+
+def _cover_check(cfg, now) -> doctor.Check:
+    return next(c for c in doctor.run(cfg, now) if c.check == "catalogs cover the vouchers")
+
+
+def test_doctor_wants_the_catalogs_to_cover_what_the_vouchers_use(cfg, two, tmp_path):
+    c1, _ = two
+    now, today = _today(cfg)
+    c1.add(1, day=today, seller="V04")
+    importer.import_day(cfg, [], today, "skip")
+    check = _cover_check(cfg, now)
+    assert check.status == "fail"
+    for words in ("payment_methods: EF", "sellers: V04", "products: ALM-EJ, GAS-400", "taxes: INC 8 %, IVA 19 %"):
+        assert words in check.message
+    _load(tmp_path, COVERING)
+    check = _cover_check(cfg, now)
     assert check.status == "ok", check.message
+
+
+@pytest.mark.parametrize("short", sorted(SHORT))
+def test_doctor_names_the_one_catalog_that_lacks_what_a_voucher_uses(cfg, two, tmp_path, short):
+    c1, _ = two
+    now, today = _today(cfg)
+    c1.add(1, day=today, seller="V04")
+    c1.add(2, day=today - dt.timedelta(days=doctor.COVER_DAYS + 1), seller="V99", payments=[("TD", "35864.00")])  # too old to count
+    for day in (today, today - dt.timedelta(days=doctor.COVER_DAYS + 1)):
+        importer.import_day(cfg, [], day, "skip")
+    text, named = SHORT[short]
+    _load(tmp_path, dict(COVERING, **{short: text}))
+    check = _cover_check(cfg, now)
+    assert check.status == "fail" and check.message.endswith(f"not in the catalogs: {named}"), check.message
+    _load(tmp_path, {short: COVERING[short]})
+    assert _cover_check(cfg, now).status == "ok"

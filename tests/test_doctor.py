@@ -79,6 +79,35 @@ def test_a_clock_that_went_back_fails(cfg, two):
     assert check["status"] == "fail" and "the clock went back" in check["message"]
 
 
+def test_a_year_before_2024_fails_the_clock_even_with_an_empty_log(cfg, two):
+    # a dead CMOS battery on a fresh install: no log row is newer to compare with
+    SyncLog.delete().execute()
+    early = dt.datetime(2023, 12, 31, 23, 59, tzinfo=dt.timezone.utc)
+    check = by_check(doctor.as_dict(doctor.run(cfg, early)))["clock sane"]
+    assert check["status"] == "fail" and check["message"] == "this machine says it is 2023-12-31 23:59 UTC"
+    assert "set-ntp true" in check["fix"]
+    assert by_check(doctor.as_dict(doctor.run(cfg, early + dt.timedelta(minutes=1))))["clock sane"]["status"] == "ok"
+
+
+def test_a_database_at_an_older_schema_fails_until_init_upgrades_it(home, two):
+    from syscafe_sync.db.migrations import LATEST
+    from syscafe_sync.db.models import SchemaVersion
+
+    # as a database left by the syscafe-sync before the last migration: that migration not recorded
+    SchemaVersion.delete().where(SchemaVersion.version == LATEST).execute()
+    proc = run_cli(home, "--json", "doctor")
+    assert proc.returncode == 1
+    checks = by_check(__import__("json").loads(proc.stdout))
+    database = checks["database reachable"]
+    assert database["status"] == "fail" and f"schema version {LATEST - 1}, this program needs {LATEST}" in database["message"]
+    assert database["fix"] == "run `syscafe-sync init` to upgrade the schema"
+    assert checks["the rest"]["status"] == "warn"
+    run_cli(home, "init", check=0)
+    checks = by_check(cli_json(home, "doctor", check=None))
+    assert checks["database reachable"]["status"] == "ok" and checks["database reachable"]["message"].endswith(f"schema version {LATEST}")
+    assert "the rest" not in checks
+
+
 def test_an_unreachable_database_fails_and_the_rest_is_skipped(home, tmp_path):
     proc = run_cli(home, "--db", f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}", "--json", "doctor")
     assert proc.returncode == 1

@@ -1,8 +1,18 @@
 """The CSV and JSON layouts of journal entries (docs/accounting.md), and the file destinations.
 
 A file destination writes the entries a run delivers to one new file in the
-export folder, by temporary name and rename, so an accounting program that
-picks files up never reads half of one.
+export folder, in three steps, so that an accounting program picking files up
+never reads half of one, and a run killed at any instant neither loses an
+entry nor sends it twice:
+
+1. stage: the whole file under a hidden temporary name, synced to disk;
+2. commit: the database records its entries delivered to the final name
+   (journal.py) — the one decision;
+3. publish: the rename to the final name.
+
+The next run finishes a run killed between the steps (`recover`): a staged
+file the database committed is published, one it did not is deleted (its
+entries are still ready and go in that run's new file).
 """
 
 from __future__ import annotations
@@ -11,9 +21,12 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
-from ..caja.writer import atomic_write
+from ..caja.layout import temp_name
+from ..caja.writer import atomic_write, fsync_dir
 
 CSV_COLUMNS = ["entry", "date", "caja", "per", "kind", "voucher", "line", "account", "cost_centre", "third_party",
                "description", "debit", "credit"]
@@ -48,17 +61,41 @@ class FileDestination:
     def where(self) -> str:
         return str(self.folder)
 
-    def deliver(self, entries: list[dict]) -> list[str | None]:
-        """All the run's entries in one file: all delivered, or all failed with the reason."""
-        if not entries:
-            return []
+    def stage(self, entries: list[dict]) -> tuple[Path, str | None]:
+        """Step 1: the final path the entries will have, and the reason when they cannot be written."""
         # The first key keeps two runs in the same second apart.
         stamp = self.now.strftime("%Y%m%dT%H%M%S")
         first = entries[0]["key"].replace(":", "_").replace("/", "_")
         path = self.folder / f"journal-{stamp}-{first}.{self.name}"
+        staged = _staged(path)
         try:
-            write(entries, self.name, path)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(staged, "wb") as f:
+                f.write(to_csv(entries) if self.name == "csv" else to_json(entries))
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the database says delivered
         except OSError as exc:
-            return [f"cannot write {path} ({exc.strerror or exc})"] * len(entries)
-        self.last_file = path
-        return [None] * len(entries)
+            staged.unlink(missing_ok=True)
+            return path, f"cannot write {path} ({exc.strerror or exc})"
+        return path, None
+
+    def publish(self, path: Path) -> None:
+        """Step 3, once the database has committed `path`."""
+        os.replace(_staged(path), path)
+        fsync_dir(self.folder)
+
+    def recover(self, committed: Callable[[Path], bool]) -> list[Path]:
+        """Finishes what a killed run left staged; returns the files it published."""
+        published = []
+        for staged in sorted(self.folder.glob(".journal-*.tmp")):  # csv and json: the destination may have changed since
+            path = self.folder / staged.name[1:-len(".tmp")]
+            if committed(path):
+                self.publish(path)
+                published.append(path)
+            else:
+                staged.unlink(missing_ok=True)
+        return published
+
+
+def _staged(path: Path) -> Path:
+    return path.parent / temp_name(path.name)

@@ -50,6 +50,7 @@ class PostResult:
     failed: list[dict] = field(default_factory=list)
     entries: list[dict] = field(default_factory=list)  # {key, state, error}
     file: str | None = None
+    recovered: list[str] = field(default_factory=list)  # export files a killed run had staged and committed
 
     @property
     def outcome(self) -> str:
@@ -58,7 +59,7 @@ class PostResult:
     def as_dict(self) -> dict:
         return {"action": self.action, "outcome": self.outcome, "per": self.per, "destination": self.destination,
                 "where": self.where, "file": self.file, "posted": self.posted, "unchanged": self.unchanged,
-                "held": self.held, "failed": self.failed, "entries": self.entries}
+                "held": self.held, "failed": self.failed, "entries": self.entries, "recovered": self.recovered}
 
 
 def destination(config, to: str | None, now: dt.datetime):
@@ -230,23 +231,39 @@ def stored(day=None, caja=None, states=None, destination_name=None) -> list[tupl
 
 
 def _deliver(result: PostResult, dest, day, caja, retry, held_lease) -> None:
+    if isinstance(dest, export.FileDestination):
+        result.recovered = [str(p) for p in dest.recover(_committed)]
     todo = stored(day, caja, ("ready", "failed") if retry else ("ready",), dest.name)
     if not todo:
         return
-    outcomes = []
-    # HTTP entries go one by one, renewing the lease, so a slow API never lets a second run in.
     if isinstance(dest, HttpDestination):
+        # One by one, renewing the lease, so a slow API never lets a second run in.
+        outcomes = []
         for e, d in todo:
             outcomes += dest.deliver([d])
             held_lease.renew()
-    else:
-        outcomes = dest.deliver([d for _, d in todo])
-        result.file = str(getattr(dest, "last_file", "")) or None
+        _record(result, todo, outcomes, dest.where, held_lease)
+        return
+    path, error = dest.stage([d for _, d in todo])
+    _record(result, todo, [error] * len(todo), dest.where if error else str(path), held_lease)
+    if not error:
+        dest.publish(path)
+        result.file = str(path)
+
+
+def _committed(path) -> bool:
+    """Whether the database has entries delivered to this export file: a killed run's staged file to publish."""
+    return JournalEntry.select().where((JournalEntry.delivered_to == str(path)) & (JournalEntry.state == "delivered")).exists()
+
+
+def _record(result: PostResult, todo, outcomes: list[str | None], delivered_to: str, held_lease) -> None:
     now = utcnow()
     with write_transaction():
+        # The fence: a run whose lease another took commits nothing, so that run's recovery can trust what it sees.
+        held_lease.renew()
         for (e, d), error in zip(todo, outcomes):
             JournalEntry.update(state="failed" if error else "delivered", error=error, attempts=JournalEntry.attempts + 1,
-                                delivered_at=None if error else now, delivered_to=result.file or dest.where).where(JournalEntry.id == e.id).execute()
+                                delivered_at=None if error else now, delivered_to=delivered_to).where(JournalEntry.id == e.id).execute()
             result.entries.append({"key": e.key, "state": "failed" if error else "delivered", "error": error})
         _refresh([e.id for e, _ in todo], result)
 
@@ -290,9 +307,10 @@ def _log(result: PostResult, day, caja) -> None:
         synclog.record(synclog.Entry(action=result.action, caja=c, mode=result.per, outcome="posted", imported=len(names),
                                      message=f"{len(names)} vouchers posted to {result.destination}: {', '.join(names)}"))
     delivered = sum(1 for e in result.entries if e["state"] == "delivered")
+    late = f"; published {', '.join(result.recovered)}, left staged by a run that was killed" if result.recovered else ""
     synclog.record(synclog.Entry(
         action=result.action, mode=result.per, outcome=result.outcome, level="warning" if result.outcome != "ok" else "info",
         imported=len(result.posted), skipped=len(result.unchanged), refused=len(result.held) + len(result.failed),
         message=f"{scope}: {len(result.posted)} vouchers posted, {delivered} entries delivered to {result.destination} "
-                f"({result.file or result.where}), {len(result.unchanged)} unchanged, {len(result.held)} held, {len(result.failed)} failed",
+                f"({result.file or result.where}), {len(result.unchanged)} unchanged, {len(result.held)} held, {len(result.failed)} failed{late}",
         details={"entries": [e["key"] for e in result.entries]}))

@@ -99,6 +99,7 @@ def _finish(app: App, result: journal.PostResult) -> None:
              f"{len(r.failed)} failed; {len(r.entries)} entries to {r.destination} ({r.file or r.where})"]
     lines += [f"held {h['voucher']} ({h['caja']} {h['date']}): {h['reason']}" for h in r.held]
     lines += [f"failed {f['voucher']} ({f['caja']} {f['date']}): {f['reason']}" for f in r.failed]
+    lines += [f"published {f}, left staged by a run that was killed" for f in r.recovered]
     app.emit(r.as_dict(), "\n".join(lines))
     if r.outcome != "ok":
         raise SystemExit(1)
