@@ -40,6 +40,18 @@ def test_init_creates_home_config_database_and_log_file(tmp_path):
     assert data == config_mod.DEFAULTS, "the template writes every setting, each with its own section's default"
 
 
+def test_the_embedded_database_is_in_wal_mode_for_every_connection(tmp_path):
+    """WAL (readers beside the writer) is set once and kept by the file: a new connection, as
+    each worker thread opens, finds it without setting it."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    con = sqlite3.connect(home / "syscafe-sync.db")
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    con.close()
+
+
 def test_init_json_names_what_it_made(tmp_path):
     home = tmp_path / "home"
     out = cli_json(home, "init")

@@ -21,7 +21,9 @@ _FIELD_TYPES = {
 
 # WAL lets readers (`log --follow`, `caja list`) run while an import writes;
 # the busy timeout makes a second writer wait instead of failing at once.
-_SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": "normal", "foreign_keys": 1}
+# journal_mode is not among them: WAL is kept in the database file itself, so connect() sets it once;
+# setting it again on each connection (one per worker thread) costs more than the rest of the connection.
+_SQLITE_PRAGMAS = {"busy_timeout": 30000, "synchronous": "normal", "foreign_keys": 1}
 
 
 # A Decimal handed straight to sqlite3 (the importer's bulk inserts) is stored as its exact text,
@@ -35,6 +37,8 @@ def connect(url: str) -> Database:
     database.initialize(db)
     try:
         db.connect(reuse_if_open=True)
+        if kind(url) == "sqlite":
+            db.execute_sql("PRAGMA journal_mode = wal")
     except (OperationalError, ImportError) as exc:
         raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
     return db
