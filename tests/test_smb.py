@@ -15,6 +15,7 @@ from syscafe_sync import catalogs, config as config_mod, importer, loyalty, over
 from syscafe_sync.caja.catalog import read_catalog
 from syscafe_sync.db.models import LoyaltyEntry, Voucher
 from syscafe_sync.errors import RegistryError
+from syscafe_sync.storage.probe import SMB_PORTS, tcp_answers
 
 
 @pytest.fixture
@@ -228,7 +229,7 @@ def test_a_port_that_does_not_answer_is_skipped_at_once_with_the_reason(cfg):
     assert time.monotonic() - started < 2.0
 
 
-def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_caja, caja_folder, home):
+def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_caja, caja_folder, home, samba):
     # SPEC: with an IP given, a share root on a machine that does not answer is skipped without waiting on SMB
     _, root = smb_caja("CAJA1", "caja1")
     registry.add("CAJA1", root, config=cfg)
@@ -242,10 +243,25 @@ def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_c
     started = time.monotonic()
     res = imported(config_mod.load(home))
     assert res["CAJA1"].outcome == "unreachable"
-    assert "CAJA1's machine 192.0.2.1 does not answer on the SMB ports" in res["CAJA1"].message
+    # the root names its port: that one is the port probed
+    assert f"CAJA1's machine 192.0.2.1 does not answer on the SMB port {samba.port};" in res["CAJA1"].message
     # a folder on this machine's own disk is read whatever its caja's IP says
     assert (res["CAJA2"].outcome, res["CAJA2"].imported) == ("ok", 2)
     assert time.monotonic() - started < 3.0
+
+
+def test_a_share_on_its_own_port_is_probed_there_when_the_caja_has_an_ip(cfg, smb_caja, home, samba):
+    # SMB's own ports are closed on this loopback: probing them would skip a caja served on its high port.
+    assert not tcp_answers("127.0.0.1", SMB_PORTS, 1.0), "something listens on 127.0.0.1:445 or 139 here; this test needs them closed"
+    c1, root = smb_caja("CAJA1", "caja1")
+    registry.add("CAJA1", root, config=cfg)
+    run_cli(home, "caja", "edit", "CAJA1", "--ip", "127.0.0.1", check=0)
+    c1.add_many(1, 3)
+    c1.add_many(1, 2, day=importer.today(cfg))
+    res = imported(cfg)["CAJA1"]
+    assert (res.outcome, res.imported) == ("ok", 3), res.message
+    [row] = overview.overview(cfg)  # caja list probes the same port
+    assert (row["ip"], row["ip_answers"], row["reachable"], row["pending"]) == ("127.0.0.1", True, True, 2)
 
 
 # --- roots and credentials, no server needed ----------------------------------------------------
