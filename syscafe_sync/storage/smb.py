@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -33,10 +34,11 @@ from .local import retry_sharing
 from .probe import tcp_answers
 from .smb_url import ENV_PASSWORD, Credentials, SmbUrl
 
-# One smbclient connection cache per (host, port, user, share): dropping one caja's
-# connection after a failure never cuts another caja's work in half. forget() replaces
-# the cache with a new one, so that a dial stuck meanwhile, ending late, never leaves
-# its connection where a later pass would take it.
+# One smbclient connection cache per (host, port, user, share, password): dropping one caja's
+# connection after a failure never cuts another caja's work in half, and a session opened with
+# one password never answers for another (a wrong one given to `caja add` is checked, and
+# refused). forget() replaces the cache with a new one, so that a dial stuck meanwhile,
+# ending late, never leaves its connection where a later pass would take it.
 _CACHES: dict[tuple, dict] = {}
 _CACHES_LOCK = threading.Lock()
 
@@ -55,7 +57,9 @@ class SmbStorage(Storage):
         self.url, self.display = url, url.root
         self._creds, self._config_path = creds, config_path
         self.connect_timeout, self.read_workers = connect_timeout, max(1, read_workers)
-        self._key = (url.host, url.port, (url.user or "").lower(), url.share.lower())
+        # The password hashed: the key lives as long as the process.
+        secret = hashlib.sha256((creds.password or "").encode()).hexdigest()
+        self._key = (url.host, url.port, (creds.user or "").lower(), url.share.lower(), secret)
         self._session_lock = threading.Lock()
 
     def __repr__(self) -> str:
