@@ -75,6 +75,12 @@ class SambaServer:
         self.conf = base / "smb.conf"
         self.proc: subprocess.Popen | None = None
 
+    def empty(self) -> None:
+        """Deletes what the shares hold, for the next test."""
+        for path in self.shares.values():
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
     def url(self, share: str, path: str = "", user: str = USER) -> str:
         return f"smb://{user}@127.0.0.1:{self.port}/{share}" + (f"/{path}" if path else "")
 
