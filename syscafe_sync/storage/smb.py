@@ -10,6 +10,10 @@ Traps this module works around (../shared/NOTES.md):
   (serve.py) and then calls `forget()`, which closes the socket without a
   logoff: every call still waiting on it wakes up with an error, and the
   next pass dials afresh.
+- A replace onto a file another client has open fails with
+  STATUS_SHARING_VIOLATION, or with STATUS_ACCESS_DENIED when that client
+  shares delete access; only the first kind of denial, or the second while
+  the file is open, is retried as "held open" (see _held).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from smbprotocol.header import NtStatus
 
 from ..caja.layout import temp_name
 from ..errors import CredentialsRefused, OutsideRoot, Unreachable
-from .base import Entry, Storage, split_rel
+from .base import Entry, HeldOpen, Storage, split_rel
 from .local import retry_sharing
 from .probe import tcp_answers
 from .smb_url import ENV_PASSWORD, Credentials, SmbUrl
@@ -48,8 +52,8 @@ _REFUSED_LOGON = {
     NtStatus.STATUS_LOGON_FAILURE, NtStatus.STATUS_WRONG_PASSWORD, NtStatus.STATUS_PASSWORD_EXPIRED,
     NtStatus.STATUS_ACCESS_DENIED, 0xC0000072, 0xC000006E, 0xC0000234,
 }
-# A file held open by another program: the POS, or a reader that let us delete but not replace.
-_HELD = {NtStatus.STATUS_SHARING_VIOLATION, NtStatus.STATUS_ACCESS_DENIED}
+# Answers smbprotocol raises without an errno that have one of their own.
+_ERRNO = {NtStatus.STATUS_DISK_FULL: errno.ENOSPC}
 
 
 class SmbStorage(Storage):
@@ -150,11 +154,9 @@ class SmbStorage(Storage):
         try:
             return fn(self._path(rel))
         except SMBOSError as exc:
-            raise _os_error(exc, self._where(rel)) from None
+            raise _os_error(exc.ntstatus, exc.errno, exc.strerror, self._where(rel)) from None
         except SMBResponseException as exc:
-            if exc.status in _HELD:
-                raise PermissionError(errno.EACCES, f"held open by another program ({_status_name(exc)})", self._where(rel)) from None
-            raise OSError(errno.EIO, _status_name(exc), self._where(rel)) from None
+            raise _os_error(exc.status, None, None, self._where(rel)) from None
         except (SMBException, ValueError) as exc:
             # A connection that broke under us: the caja is unreachable, not its file bad.
             raise Unreachable(f"{self.display}: the SMB connection was lost ({_clean(exc)})") from None
@@ -254,13 +256,35 @@ class SmbStorage(Storage):
                 _write_all(f, data)
                 f.flush()
 
-        self._do(temp, writing)
+        def replacing(path):
+            try:
+                smbclient.replace(self._path(temp), path, **self._kw())
+            except SMBOSError as exc:
+                if exc.ntstatus == NtStatus.STATUS_ACCESS_DENIED and self._held(path):
+                    raise HeldOpen(errno.EACCES, f"held open by another program ({_status_name(exc)} while it is open)",
+                                   self._where(rel)) from None
+                raise
+
         try:
-            retry_sharing(lambda: self._do(rel, lambda path: smbclient.replace(self._path(temp), path, **self._kw())), rel)
-        except BaseException:
+            self._do(temp, writing)
+            retry_sharing(lambda: self._do(rel, replacing), rel, held=lambda exc: isinstance(exc, HeldOpen))
+        except OSError:
+            # A file that could not be written or replaced (disk full, access denied, held open): the
+            # temporary file goes. A lost connection leaves it where it is: a remove would wait on the
+            # same dead server, and the next push deletes what a cut push left.
             with contextlib.suppress(OSError, Unreachable):
                 self.remove(temp)
             raise
+
+    def _held(self, path: str) -> bool:
+        """Whether another program has `path` open: an open that shares nothing then meets a sharing
+        violation. Asked only after a replace was denied, since for the round trip it lasts it makes
+        a reader opening the file wait its turn too."""
+        try:
+            with smbclient.open_file(path, mode="rb", buffering=0, share_access=None, **self._kw()):
+                return False
+        except SMBOSError as exc:
+            return exc.ntstatus == NtStatus.STATUS_SHARING_VIOLATION
 
     def append(self, rel: str, data: bytes, at: int) -> int:
         def appending(path):
@@ -302,21 +326,27 @@ def _write_all(f, data: bytes) -> None:
 
 
 def _status_name(exc) -> str:
-    status = getattr(exc, "status", None) or getattr(exc, "ntstatus", None)
+    return _status_name_of(getattr(exc, "status", None) or getattr(exc, "ntstatus", None)) or _clean(exc)
+
+
+def _status_name_of(status: int | None) -> str | None:
     for name, value in vars(NtStatus).items():
         if name.startswith("STATUS_") and value == status:
             return name
-    return _clean(exc)
+    return None if status is None else f"NTSTATUS {status:#010x}"
 
 
 def _clean(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _os_error(exc: SMBOSError, where: str) -> OSError:
+def _os_error(status: int | None, err: int | None, strerror: str | None, where: str) -> OSError:
     """The plain OSError subclass (FileNotFoundError, PermissionError, …) the rest of the code catches."""
-    if exc.ntstatus in _HELD:
-        return PermissionError(errno.EACCES, f"held open by another program ({_status_name(exc)})", where)
-    if exc.errno:
-        return OSError(exc.errno, exc.strerror, where)
-    return OSError(errno.EIO, _status_name(exc), where)
+    name = _status_name_of(status) or "no status"
+    if status == NtStatus.STATUS_SHARING_VIOLATION:
+        return HeldOpen(errno.EACCES, f"held open by another program ({name})", where)
+    if status == NtStatus.STATUS_ACCESS_DENIED:
+        return PermissionError(errno.EACCES, f"access denied ({name}); check this user's rights on the share and the folder", where)
+    if err:
+        return OSError(err, strerror, where)
+    return OSError(_ERRNO.get(status, errno.EIO), name, where)
