@@ -62,6 +62,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "workers": 4,
         # Files read at once from one smb:// caja: each costs several network round trips.
         "smb_read_workers": 8,
+        # The most one read, write or listing on an smb:// caja may take: smbprotocol has no
+        # time-out of its own, and a server frozen mid-pass would otherwise hold the caja for caja_timeout_s.
+        "smb_step_timeout_s": 30.0,
     },
     "accounting": {
         # Where `accounting post` sends entries unless --to says: csv, json (files in export_dir) or http.
@@ -129,6 +132,9 @@ batch_size = {limits[batch_size]}
 workers = {limits[workers]}
 # Files read at once from one smb:// caja (first and overwrite imports read many).
 smb_read_workers = {limits[smb_read_workers]}
+# Seconds one read, write or listing on an smb:// caja may take before that caja's action fails
+# and its connection is dropped (a server that stopped answering mid-pass).
+smb_step_timeout_s = {limits[smb_step_timeout_s]}
 
 # Credentials for smb:// roots (never put a password in the root itself):
 # [smb.hosts."192.168.1.12"]

@@ -13,7 +13,7 @@ from .caja import layout
 from .config import Config
 from .db.models import Refusal, Voucher, utcnow
 from .errors import CredentialsRefused, Unreachable
-from .storage import open_root, smb_url
+from .storage import open_root, probe
 
 
 def _probe(config: Config, caja, day: dt.date, timeout: float, out: dict) -> None:
@@ -37,10 +37,7 @@ def _probe(config: Config, caja, day: dt.date, timeout: float, out: dict) -> Non
 
 
 def _probe_ip(ip: str, root: str, timeout: float, out: dict) -> None:
-    # An smb:// root with its own port is probed there; otherwise the SMB ports.
-    url = smb_url.parse(root) if smb_url.is_smb(root) else None
-    ports = (url.port,) if url and url.explicit_port else registry.SMB_PORTS
-    out["ip_answers"] = registry.ip_answers(ip, timeout, ports)
+    out["ip_answers"] = registry.ip_answers(ip, timeout, probe.ports_for(root))
 
 
 def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:

@@ -243,5 +243,5 @@ def remove(name: str) -> int:
 
 
 def ip_answers(ip: str, timeout: float, ports: tuple[int, ...] = SMB_PORTS) -> bool:
-    """A TCP connect to the SMB ports (445, then 139), no ICMP needed, within `timeout` in all."""
+    """A TCP connect to `ports` (probe.ports_for says which for a root), no ICMP needed, within `timeout` in all."""
     return tcp_answers(ip, ports, timeout)

@@ -72,10 +72,12 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
         return
     job = storage = None
     try:
-        if caja.ip and not on_local_disk(caja.root) and not probe.tcp_answers(caja.ip, probe.SMB_PORTS, limits["connect_timeout_s"] / 2):
+        ports = probe.ports_for(caja.root)
+        if caja.ip and not on_local_disk(caja.root) and not probe.tcp_answers(caja.ip, ports, limits["connect_timeout_s"] / 2):
             # SPEC: a share on a machine that does not answer is skipped at once, not after the OS's own time-outs
             result.outcome = "unreachable"
-            result.message = f"{caja.name}'s machine {caja.ip} does not answer on the SMB ports (445, 139); check that it is on and on the network."
+            result.message = (f"{caja.name}'s machine {caja.ip} does not answer on the SMB {probe.ports_text(ports)}; "
+                              f"check that it is on and on the network.")
             return
         storage = open_root(caja.root, config, caja.name)
         try:

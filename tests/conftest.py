@@ -34,10 +34,12 @@ def voucher(caja: str, code: str, number: int, day: dt.date = DAY, **kw) -> dict
 
 
 class CajaFolder:
-    """A caja's data folder in tmp_path, written as a POS would."""
+    """A caja's data folder, written as a POS would, on this machine's disk; `url` is the root to
+    register: the folder itself, or the smb:// root the Samba server serves it at."""
 
-    def __init__(self, root: Path, name: str, codes: list[str]):
+    def __init__(self, root: Path, name: str, codes: list[str], url: str | None = None):
         self.root, self.name, self.codes = root, name, codes
+        self.url = url or str(root)
         self.writer = CajaWriter(root)
         self.writer.write_caja_json(name, codes, "900123456-7")
 
@@ -164,10 +166,52 @@ def cfg(home):
     return config_mod.load(home)
 
 
+# --- caja roots: a local folder, or the same kind of folder behind the real Samba server --------
+
+def default_codes(name: str) -> list[str]:
+    """CAJA1's codes are FV1 and NC1."""
+    return [f"FV{name[-1]}", f"NC{name[-1]}"]
+
+
+ROOT_KINDS = ("local", "smb")
+
+
+def pytest_generate_tests(metafunc):
+    # A module marked both_roots runs each of its tests that makes caja folders twice: on local
+    # folders and on smb:// roots of the session's Samba server. local_only("why") keeps one local.
+    if "root_kind" not in metafunc.fixturenames or not metafunc.definition.get_closest_marker("both_roots"):
+        return
+    local = metafunc.definition.get_closest_marker("local_only")
+    if local is not None:
+        assert local.args and local.args[0], f"{metafunc.definition.name}: local_only needs the reason"
+        return
+    metafunc.parametrize("root_kind", ROOT_KINDS, indirect=True)
+
+
 @pytest.fixture
-def caja_folder(tmp_path):
+def root_kind(request) -> str:
+    """Where caja_folder puts cajas: "local" unless the module runs its tests on both kinds."""
+    return getattr(request, "param", "local")
+
+
+@pytest.fixture
+def caja_folder(tmp_path, root_kind, request):
+    """make(name, codes) → a CajaFolder. With root_kind "smb" each caja is a folder of its own share of
+    the session's Samba server (caja1, caja2, caja3 in turn), its url the smb:// root, and the password
+    in the environment, where every configuration and CLI subprocess of the test finds it."""
+    if root_kind == "local":
+        return lambda name="CAJA1", codes=None: CajaFolder(tmp_path / "cajas" / name, name, codes or default_codes(name))
+    from samba import PASSWORD
+
+    server = request.getfixturevalue("samba")
+    request.getfixturevalue("monkeypatch").setenv("SYSCAFE_SYNC_SMB_PASSWORD", PASSWORD)
+    server.empty()
+    free = iter(server.shares)
+
     def make(name: str = "CAJA1", codes: list[str] | None = None) -> CajaFolder:
-        return CajaFolder(tmp_path / "cajas" / name, name, codes or [f"FV{name[-1]}", f"NC{name[-1]}"])
+        share = next(free, None)
+        assert share, f"the Samba server has {len(server.shares)} shares: no room for caja {name}"
+        return CajaFolder(server.shares[share] / "Datos" / "EMP01", name, codes or default_codes(name), server.url(share, "Datos/EMP01"))
 
     return make
 
@@ -178,8 +222,8 @@ def two(cfg, caja_folder):
     from syscafe_sync import registry
 
     c1, c2 = caja_folder("CAJA1"), caja_folder("CAJA2")
-    registry.add("CAJA1", str(c1.root))
-    registry.add("CAJA2", str(c2.root))
+    registry.add("CAJA1", c1.url)
+    registry.add("CAJA2", c2.url)
     return c1, c2
 
 
@@ -278,17 +322,14 @@ def smb_credentials(home: Path, user: str, password: str, host: str = "127.0.0.1
 def smb_caja(samba, home):
     """Caja folders inside the Samba shares, emptied for each test, and home given the share's credentials.
     smb_caja("CAJA1", "caja1") → (CajaFolder written on the server's disk, its smb:// root)."""
-    import shutil
-
     from samba import PASSWORD, USER
 
-    for path in samba.shares.values():
-        for child in path.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    samba.empty()
     smb_credentials(home, USER, PASSWORD)
 
     def make(name: str, share: str, codes: list[str] | None = None) -> tuple[CajaFolder, str]:
-        folder = CajaFolder(samba.shares[share] / "Datos" / "EMP01", name, codes or [f"FV{name[-1]}", f"NC{name[-1]}"])
-        return folder, samba.url(share, "Datos/EMP01")
+        url = samba.url(share, "Datos/EMP01")
+        folder = CajaFolder(samba.shares[share] / "Datos" / "EMP01", name, codes or default_codes(name), url)
+        return folder, url
 
     return make

@@ -6,11 +6,18 @@ throw-away configuration, state and user under one folder. Debian's `samba`
 package and root are needed: a system user and its Samba password are
 created. Where they are missing the tests skip with the reason, except under
 CI=true, where they fail.
+
+Shares are served as root (`force user`) unless named in `as_user`: those are
+served as the share's user itself, so the server's own permission checks
+deny what the folder's mode denies (an access denied that is not a file held
+open). `max_file_bytes` makes a disk that fills up: smbd cannot write a file
+past that size (RLIMIT_FSIZE) and answers STATUS_DISK_FULL.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -47,7 +54,6 @@ SHARE = """\
   path = {path}
   read only = no
   valid users = {user}
-  force user = root
 """
 
 
@@ -69,11 +75,19 @@ def free_port() -> int:
 class SambaServer:
     """One smbd with shares under `base/shares/<name>`; `url(share)` gives the smb:// root."""
 
-    def __init__(self, base: Path, shares: tuple[str, ...] = ("caja1", "caja2", "caja3")):
+    def __init__(self, base: Path, shares: tuple[str, ...] = ("caja1", "caja2", "caja3"), as_user: tuple[str, ...] = (),
+                 max_file_bytes: int | None = None):
         self.base, self.port = base, free_port()
-        self.shares = {name: base / "shares" / name for name in shares}
+        self.shares = {name: base / "shares" / name for name in shares + as_user}
+        self.as_user, self.max_file_bytes = as_user, max_file_bytes
         self.conf = base / "smb.conf"
         self.proc: subprocess.Popen | None = None
+
+    def empty(self) -> None:
+        """Deletes what the shares hold, for the next test."""
+        for path in self.shares.values():
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
     def url(self, share: str, path: str = "", user: str = USER) -> str:
         return f"smb://{user}@127.0.0.1:{self.port}/{share}" + (f"/{path}" if path else "")
@@ -83,7 +97,14 @@ class SambaServer:
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         for path in self.shares.values():
             path.mkdir(parents=True, exist_ok=True)
-        shares = "".join(SHARE.format(name=n, path=p, user=USER) for n, p in self.shares.items())
+        shares = "".join(SHARE.format(name=n, path=p, user=USER) + ("" if n in self.as_user else "  force user = root\n")
+                         for n, p in self.shares.items())
+        if self.as_user:
+            # The share's user must reach its folder: no folder above it may be closed to others.
+            for folder in self.base.parents:
+                if not os.stat(folder).st_mode & 0o001:
+                    raise RuntimeError(f"{folder} is closed to other users; put a SambaServer with as_user shares in an open folder")
+            os.chmod(self.base, 0o755)
         self.conf.write_text(CONF.format(port=self.port, d=self.base, shares=shares))
         _ensure_user()
         subprocess.run(["smbpasswd", "-c", str(self.conf), "-s", "-a", USER], input=f"{PASSWORD}\n{PASSWORD}\n",
@@ -93,10 +114,17 @@ class SambaServer:
         # stdin a pipe we hold open: smbd in the foreground ends when its stdin reaches end of file
         # (a /dev/null or a closed stdin, as under CI or `python -`, would stop it at once).
         self.proc = subprocess.Popen(["smbd", "-s", str(self.conf), "--foreground", "--no-process-group"],
-                                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=self._limit_file_size if self.max_file_bytes else None)
         log.close()
         self._wait_for_port(20.0)
         return self
+
+    def _limit_file_size(self) -> None:
+        # In the child before smbd starts: the limit and the ignored SIGXFSZ are inherited by smbd, so
+        # a write past the limit fails with EFBIG (which smbd answers as a full disk) instead of killing it.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     def _wait_for_port(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,8 @@ from syscafe_sync import importer, loyalty, push, registry
 from syscafe_sync.caja.catalog import read_catalog
 from syscafe_sync.db.models import LoyaltyEntry
 
+pytestmark = pytest.mark.both_roots  # each test on local folders and on smb:// roots (conftest.py)
+
 
 def entry(seq: int, customer: str = "1020304050", points: int = 10, kind: str = "earn", voucher: str | None = None) -> dict:
     e = {"seq": seq, "customer": customer, "kind": kind, "points": points, "at": f"2026-11-22T10:{seq % 60:02d}:00-05:00"}
@@ -30,7 +32,7 @@ def ledger_line(e: dict) -> bytes:
 @pytest.fixture
 def caja(cfg, caja_folder):
     c = caja_folder("CAJA1")
-    registry.add("CAJA1", str(c.root))
+    registry.add("CAJA1", c.url)
     return c
 
 
@@ -156,7 +158,7 @@ def test_sigkill_mid_sync_then_the_exact_result(home, caja, tmp_path):
     t0 = time.monotonic()
     reference = tmp_path / "ref"
     run_cli(reference, "init", check=0)
-    run_cli(reference, "caja", "add", "CAJA1", "--path", str(caja.root), check=0)
+    run_cli(reference, "caja", "add", "CAJA1", "--path", caja.url, check=0)
     run_cli(reference, "loyalty", "sync", check=0)
     seconds = time.monotonic() - t0
     kills = 0

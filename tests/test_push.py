@@ -18,6 +18,8 @@ from syscafe_sync import catalogs, push, registry
 from syscafe_sync.caja.catalog import CatalogError, read_catalog
 from syscafe_sync.db.models import CajaCatalogs
 
+pytestmark = pytest.mark.both_roots  # each test on local folders and on smb:// roots (conftest.py)
+
 
 def write_products(path: Path, prices: dict[str, str]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -32,8 +34,8 @@ def write_products(path: Path, prices: dict[str, str]) -> Path:
 def shop(cfg, caja_folder, tmp_path):
     """Two registered cajas and a loaded products catalog of 50 records."""
     c1, c2 = caja_folder("CAJA1"), caja_folder("CAJA2")
-    registry.add("CAJA1", str(c1.root))
-    registry.add("CAJA2", str(c2.root))
+    registry.add("CAJA1", c1.url)
+    registry.add("CAJA2", c2.url)
     prices = {f"P{i:03d}": f"{1000 + i}.00" for i in range(50)}
     catalogs.load("products", write_products(tmp_path / "p.csv", prices))
     return cfg, c1, c2, prices, tmp_path
@@ -188,7 +190,7 @@ def test_a_long_journal_is_compacted_into_a_new_snapshot(shop):
 
 def test_an_unreachable_caja_is_reported_and_the_other_served(shop):
     cfg, c1, _, _, _ = shop
-    registry.edit("CAJA1", root=str(c1.root.parent / "gone"))
+    registry.edit("CAJA1", root=c1.url + "-gone")  # a folder beside it that does not exist
     res = run(cfg)
     assert res["CAJA1"].outcome == "unreachable" and res["CAJA2"].outcome == "ok"
 
@@ -204,7 +206,7 @@ def test_reader_refuses_a_damaged_catalog(shop):
 
 def test_push_through_the_cli(home, caja_folder, tmp_path):
     c1 = caja_folder("CAJA1")
-    run_cli(home, "caja", "add", "CAJA1", "--path", str(c1.root), check=0)
+    run_cli(home, "caja", "add", "CAJA1", "--path", c1.url, check=0)
     proc = run_cli(home, "catalogs", "push", check=2)
     assert "no catalog is loaded" in proc.stderr
     run_cli(home, "catalogs", "load", "products", str(write_products(tmp_path / "p.csv", {"A": "1.00", "B": "2.00"})), check=0)
@@ -224,7 +226,7 @@ def test_push_through_the_cli(home, caja_folder, tmp_path):
 def test_sigkill_during_pushes_of_a_big_catalog_leaves_old_or_new_and_the_next_push_repairs(home, caja_folder, tmp_path):
     write_config(home, limits={"lease_s": 600.0})
     c1 = caja_folder("CAJA1")
-    run_cli(home, "caja", "add", "CAJA1", "--path", str(c1.root), check=0)
+    run_cli(home, "caja", "add", "CAJA1", "--path", c1.url, check=0)
     rng = random.Random(11)
     prices = {f"P{i:05d}": f"{1000 + i}.00" for i in range(20000)}
     csv_path = write_products(tmp_path / "big.csv", prices)

@@ -3,8 +3,11 @@ credentials, and a server frozen in the middle of a pass."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import threading
 import time
 
 import pytest
@@ -15,6 +18,7 @@ from syscafe_sync import catalogs, config as config_mod, importer, loyalty, over
 from syscafe_sync.caja.catalog import read_catalog
 from syscafe_sync.db.models import LoyaltyEntry, Voucher
 from syscafe_sync.errors import RegistryError
+from syscafe_sync.storage.probe import SMB_PORTS, tcp_answers
 
 
 @pytest.fixture
@@ -165,27 +169,45 @@ def test_credentials_per_caja_win_over_the_host(smb_caja, home):
 
 
 @pytest.fixture
-def frozen_server(tmp_path):
+def frozen_server(samba, tmp_path):
     """A second smbd of its own, so freezing it leaves the session's server serving."""
     server = SambaServer(tmp_path / "frozen", shares=("hung",)).start()
     yield server
     server.stop()
 
 
-@pytest.mark.slow
-def test_a_server_frozen_mid_pass_costs_the_bound_and_the_other_caja_is_served(home, smb_caja, frozen_server):
-    write_config(home, limits={"caja_timeout_s": 3.0, "connect_timeout_s": 2.0, "batch_size": 20})
-    (home / "config.toml").write_text((home / "config.toml").read_text()
-                                      + f'\n[smb.hosts."127.0.0.1"]\nusername = "{USER}"\npassword = "{PASSWORD}"\n')
-    cfg = config_mod.load(home)
+def hung_and_served(home, smb_caja, frozen_server, vouchers: int, **limits):
+    """CAJA1 (FV1) on the server a test freezes, with `vouchers` vouchers; CAJA2 (FV2, 10 vouchers)
+    on the session's server; both registered with `limits` in config.toml. → (config, CAJA1's folder, CAJA2's)."""
     from conftest import CajaFolder
 
+    write_config(home, limits=limits)
+    smb_credentials(home, USER, PASSWORD)
+    cfg = config_mod.load(home)
     hung = CajaFolder(frozen_server.shares["hung"], "CAJA1", ["FV1"])
-    hung.add_many(1, 400)
+    hung.add_many(1, vouchers)
     c2, root2 = smb_caja("CAJA2", "caja2")
     c2.add_many(1, 10)
     registry.add("CAJA1", frozen_server.url("hung"), config=cfg)
     registry.add("CAJA2", root2, config=cfg)
+    return cfg, hung, c2
+
+
+def after_thaw(one_pass):
+    """The result of the first of a few passes that ends ok, or the last one. Samba just thawed may
+    still close the first new connections while it ends the old ones (seen here within a second
+    or two), so a few passes are allowed, as the service would run them."""
+    for _ in range(5):
+        r = one_pass()
+        if r.outcome == "ok":
+            break
+        time.sleep(1.0)
+    return r
+
+
+@pytest.mark.slow
+def test_a_server_frozen_mid_pass_costs_the_bound_and_the_other_caja_is_served(home, smb_caja, frozen_server):
+    cfg, _, _ = hung_and_served(home, smb_caja, frozen_server, 400, caja_timeout_s=3.0, connect_timeout_s=2.0, batch_size=20)
 
     def freeze_midway(caja, done, total):
         if caja == "CAJA1" and done == 60:
@@ -206,15 +228,9 @@ def test_a_server_frozen_mid_pass_costs_the_bound_and_the_other_caja_is_served(h
     assert res["CAJA2"].outcome == "ok"
 
     # Thawed: the session was dropped, a later pass dials afresh and finishes the day, nothing doubled.
-    # Samba just thawed may still close the first new connections while it ends the old ones
-    # (seen here within a second or two), so a few passes are allowed, as the service would run.
     frozen_server.thaw()
-    for _ in range(5):
-        res = imported(cfg)
-        if res["CAJA1"].outcome == "ok":
-            break
-        time.sleep(1.0)
-    assert res["CAJA1"].outcome == "ok", res["CAJA1"].message
+    r1 = after_thaw(lambda: imported(cfg, "skip", "CAJA1")["CAJA1"])
+    assert r1.outcome == "ok", r1.message
     assert Voucher.select().where(Voucher.caja == "CAJA1").count() == 400
 
 
@@ -228,7 +244,7 @@ def test_a_port_that_does_not_answer_is_skipped_at_once_with_the_reason(cfg):
     assert time.monotonic() - started < 2.0
 
 
-def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_caja, caja_folder, home):
+def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_caja, caja_folder, home, samba):
     # SPEC: with an IP given, a share root on a machine that does not answer is skipped without waiting on SMB
     _, root = smb_caja("CAJA1", "caja1")
     registry.add("CAJA1", root, config=cfg)
@@ -242,10 +258,83 @@ def test_a_share_on_a_machine_that_does_not_answer_is_skipped_at_once(cfg, smb_c
     started = time.monotonic()
     res = imported(config_mod.load(home))
     assert res["CAJA1"].outcome == "unreachable"
-    assert "CAJA1's machine 192.0.2.1 does not answer on the SMB ports" in res["CAJA1"].message
+    # the root names its port: that one is the port probed
+    assert f"CAJA1's machine 192.0.2.1 does not answer on the SMB port {samba.port};" in res["CAJA1"].message
     # a folder on this machine's own disk is read whatever its caja's IP says
     assert (res["CAJA2"].outcome, res["CAJA2"].imported) == ("ok", 2)
     assert time.monotonic() - started < 3.0
+
+
+def test_a_share_on_its_own_port_is_probed_there_when_the_caja_has_an_ip(cfg, smb_caja, home, samba):
+    # SMB's own ports are closed on this loopback: probing them would skip a caja served on its high port.
+    assert not tcp_answers("127.0.0.1", SMB_PORTS, 1.0), "something listens on 127.0.0.1:445 or 139 here; this test needs them closed"
+    c1, root = smb_caja("CAJA1", "caja1")
+    registry.add("CAJA1", root, config=cfg)
+    run_cli(home, "caja", "edit", "CAJA1", "--ip", "127.0.0.1", check=0)
+    c1.add_many(1, 3)
+    c1.add_many(1, 2, day=importer.today(cfg))
+    res = imported(cfg)["CAJA1"]
+    assert (res.outcome, res.imported) == ("ok", 3), res.message
+    [row] = overview.overview(cfg)  # caja list probes the same port
+    assert (row["ip"], row["ip_answers"], row["reachable"], row["pending"]) == ("127.0.0.1", True, True, 2)
+
+
+def test_a_server_frozen_mid_read_fails_the_caja_within_the_step_bound(home, smb_caja, frozen_server):
+    # caja_timeout_s far away: only the bound on one remote step can end this caja's import early.
+    cfg, _, _ = hung_and_served(home, smb_caja, frozen_server, 300, smb_step_timeout_s=2.0, caja_timeout_s=120.0, batch_size=20)
+    frozen_at = []
+
+    def freeze_midway(caja, done, total):
+        if caja == "CAJA1" and done == 60:
+            frozen_server.freeze()
+            frozen_at.append(time.monotonic())
+
+    res = imported(cfg, "skip", progress=freeze_midway)
+    cut_after = time.monotonic() - frozen_at[0]
+    r1 = res["CAJA1"]
+    assert r1.outcome == "failed" and 60 <= r1.imported < 300, r1.message
+    assert re.search(r"reading movements/\S+\.json did not answer within 2 s \(limits\.smb_step_timeout_s\)", r1.message), r1.message
+    assert 2.0 <= cut_after < 2.0 + 3.0, cut_after  # the wait on the first file read after the freeze, no more
+    assert (res["CAJA2"].outcome, res["CAJA2"].imported) == ("ok", 10)
+
+
+def test_a_server_frozen_mid_write_fails_the_push_within_the_step_bound(home, smb_caja, frozen_server, tmp_path):
+    cfg, hung, c2 = hung_and_served(home, smb_caja, frozen_server, 0, smb_step_timeout_s=2.0, caja_timeout_s=120.0)
+    prices = {f"P{i:05d}": f"{1000 + i}.00" for i in range(20000)}  # a snapshot of a few MB: its write takes a while
+    catalogs.load("products", write_products(tmp_path / "p.csv", prices))
+    frozen_at = []
+
+    def freeze_when_the_first_temp_file_appears():
+        # The push's first write is its snapshot, under a temporary name: frozen while it is written or renamed.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                if any(n.endswith(".tmp") for n in os.listdir(hung.root / "catalogs")):
+                    frozen_server.freeze()
+                    frozen_at.append(time.monotonic())
+                    return
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=freeze_when_the_first_temp_file_appears, daemon=True)
+    watcher.start()
+    res = {r.caja: r for r in push.push(cfg, [], "partial").results}
+    done = time.monotonic()
+    watcher.join(1)
+    assert frozen_at, "the push ended before its first temporary file was seen"
+    r1 = res["CAJA1"]
+    assert r1.outcome == "failed" and "the caja stays on its previous catalogs" in r1.message
+    assert re.search(r"(writing|replacing) catalogs/\S*products\S* did not answer within 2 s \(limits\.smb_step_timeout_s\)",
+                     r1.message), r1.message
+    assert 2.0 <= done - frozen_at[0] < 2.0 + 3.0, done - frozen_at[0]
+    assert res["CAJA2"].outcome == "ok" and read_catalog(c2.root, "products").sha256 == catalogs.get("products").sha256
+
+    # Thawed: the next push dials afresh, commits, and deletes what the cut one left.
+    frozen_server.thaw()
+    r1 = after_thaw(lambda: push.push(cfg, ["CAJA1"], "partial").results[0])
+    assert r1.outcome == "ok", r1.message
+    assert read_catalog(hung.root, "products").sha256 == catalogs.get("products").sha256
+    push.push(cfg, ["CAJA1"], "partial")
+    assert not [n for n in os.listdir(hung.root / "catalogs") if n.endswith(".tmp")]
 
 
 # --- roots and credentials, no server needed ----------------------------------------------------

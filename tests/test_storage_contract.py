@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import errno
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -72,7 +76,8 @@ def test_writes(root):
     assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json"]
 
 
-def test_a_file_held_open_on_the_share_is_retried_then_refused_and_the_temp_removed(smb_caja, home, samba):
+@pytest.mark.parametrize("reader_shares", [None, "rwd"], ids=["sharing-nothing", "sharing-delete"])
+def test_a_file_held_open_on_the_share_is_retried_then_refused_and_the_temp_removed(smb_caja, home, samba, reader_shares):
     import smbclient
 
     from samba import PASSWORD, USER
@@ -81,14 +86,71 @@ def test_a_file_held_open_on_the_share_is_retried_then_refused_and_the_temp_remo
     st = open_root(url, config_mod.load(home), "CAJA1")
     st.makedirs("catalogs")
     st.write_atomic("catalogs/manifest.json", b"old")
-    # Another client (the POS) holds the manifest open and shares nothing.
+    # Another client (the POS) holds the manifest open. Sharing nothing, the replace meets a sharing
+    # violation; sharing delete too, Samba (as Windows) answers access denied, and only the open
+    # file tells the two apart.
     path = "\\\\127.0.0.1\\caja1\\Datos\\EMP01\\catalogs\\manifest.json"
     kw = {"port": samba.port, "username": USER, "password": PASSWORD, "connection_cache": {}}
-    with smbclient.open_file(path, "rb", share_access=None, **kw):
-        with pytest.raises(PermissionError, match="held open by another program"):
+    with smbclient.open_file(path, "rb", share_access=reader_shares, **kw):
+        started = time.monotonic()
+        with pytest.raises(PermissionError, match="held open by another program .*; tried 6 times"):
             st.write_atomic("catalogs/manifest.json", b"new")
+        assert time.monotonic() - started >= 3.0  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of backoff between the tries
     assert sorted(p.name for p in (folder.root / "catalogs").iterdir()) == ["manifest.json"]
     assert (folder.root / "catalogs" / "manifest.json").read_bytes() == b"old"
     st.write_atomic("catalogs/manifest.json", b"new")  # released: it goes through
     assert (folder.root / "catalogs" / "manifest.json").read_bytes() == b"new"
     smbclient.reset_connection_cache(connection_cache=kw["connection_cache"])
+
+
+@pytest.fixture(scope="module")
+def strict_server(samba):
+    """An smbd of its own whose disk fills up at 1 MiB a file, with a share "locked" served as the share's
+    user, where the folder's own permissions deny. In a folder open to that user, unlike pytest's."""
+    from samba import SambaServer
+
+    base = Path(tempfile.mkdtemp(prefix="syscafe-smb-"))
+    server = SambaServer(base, shares=("full",), as_user=("locked",), max_file_bytes=1 << 20).start()
+    yield server
+    server.stop()
+    shutil.rmtree(base)
+
+
+@pytest.fixture
+def strict(strict_server, monkeypatch):
+    """share → (its storage, its folder on disk), emptied for each test."""
+    from samba import PASSWORD
+
+    monkeypatch.setenv("SYSCAFE_SYNC_SMB_PASSWORD", PASSWORD)
+    strict_server.empty()
+    return lambda share: (open_root(strict_server.url(share)), strict_server.shares[share])
+
+
+def test_a_temp_file_whose_write_fails_is_removed(strict):
+    st, disk = strict("full")
+    st.makedirs("catalogs")
+    st.write_atomic("catalogs/manifest.json", b"old")
+    with pytest.raises(OSError) as full:
+        st.write_atomic("catalogs/manifest.json", b"x" * (2 << 20))  # past what the disk takes
+    assert full.value.errno == errno.ENOSPC and "STATUS_DISK_FULL" in str(full.value)
+    assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json"]  # the half-written temp went
+    assert (disk / "catalogs" / "manifest.json").read_bytes() == b"old"
+
+
+def test_access_denied_is_said_as_such_and_not_retried(strict):
+    st, disk = strict("locked")
+    # Served as the share's user: a folder of root's it cannot write in, and a sticky one where it
+    # may write but not replace root's file (the kernel's rule, which Samba answers as access denied).
+    (disk / "closed").mkdir(mode=0o755)
+    sticky = disk / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    (sticky / "manifest.json").write_bytes(b"root's")
+    for rel in ("closed/manifest.json", "sticky/manifest.json"):
+        started = time.monotonic()
+        with pytest.raises(PermissionError) as denied:
+            st.write_atomic(rel, b"new")
+        assert time.monotonic() - started < 1.0, f"{rel}: retried as if held open"
+        assert "access denied (STATUS_ACCESS_DENIED)" in str(denied.value) and "held open" not in str(denied.value)
+    assert sorted(p.name for p in sticky.iterdir()) == ["manifest.json"]  # the temp it could write went too
+    assert (sticky / "manifest.json").read_bytes() == b"root's" and list((disk / "closed").iterdir()) == []

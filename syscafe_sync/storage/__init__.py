@@ -49,5 +49,5 @@ def open_root(root: str, config=None, caja: str | None = None) -> Storage:
     values = config.values if config is not None else DEFAULTS
     limits = values["limits"]
     creds = smb_url.credentials(url, values.get("smb"), caja)
-    return SmbStorage(url, creds, limits["connect_timeout_s"], limits["smb_read_workers"],
+    return SmbStorage(url, creds, limits["connect_timeout_s"], limits["smb_read_workers"], limits["smb_step_timeout_s"],
                       config.config_path if config is not None else None)

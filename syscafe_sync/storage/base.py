@@ -28,6 +28,11 @@ class Entry(NamedTuple):
     outside: bool = False
 
 
+class HeldOpen(PermissionError):
+    """A file another program has open (a sharing violation): worth retrying, where a plain
+    access denied is not."""
+
+
 class Storage(ABC):
     """A caja root: list a folder, read files, and write the catalogs folder."""
 

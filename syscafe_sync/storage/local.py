@@ -230,13 +230,16 @@ def _read_up_to(fd: int, length: int | None) -> bytes:
     return b"".join(chunks)
 
 
-def retry_sharing(fn, rel: str, delays: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8, 1.6)):
+def retry_sharing(fn, rel: str, delays: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8, 1.6), held=lambda exc: True):
     """Windows refuses to replace a file another program holds open (a sharing violation,
-    WinError 5 or 32): retried with backoff, then refused with its reason."""
+    WinError 5 or 32): retried with backoff, then refused with its reason. `held` tells a
+    sharing violation from a plain access denied where the storage can (smb://)."""
     for delay in delays + (None,):
         try:
             return fn()
         except PermissionError as exc:
+            if not held(exc):
+                raise
             if delay is None:
                 raise PermissionError(exc.errno, f"{rel} is held open by another program (sharing violation); tried {len(delays) + 1} times") from exc
             time.sleep(delay)

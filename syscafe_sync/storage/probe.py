@@ -4,7 +4,25 @@ from __future__ import annotations
 
 import socket
 
+from . import smb_url
+
 SMB_PORTS = (445, 139)
+
+
+def ports_for(root: str) -> tuple[int, ...]:
+    """The ports that say whether the machine of `root` is there: an smb:// root that names its
+    own port is served on that one only (445 and 139 may well be closed); any other share
+    (smb:// without a port, UNC, a mount) on SMB's own, 445 then 139."""
+    if smb_url.is_smb(root):
+        url = smb_url.parse(root)
+        if url.explicit_port:
+            return (url.port,)
+    return SMB_PORTS
+
+
+def ports_text(ports: tuple[int, ...]) -> str:
+    """'port 4450' or 'ports 445, 139', for messages."""
+    return f"port {ports[0]}" if len(ports) == 1 else "ports " + ", ".join(map(str, ports))
 
 
 def tcp_answers(host: str, ports: tuple[int, ...], timeout: float) -> bool:

@@ -6,37 +6,47 @@ Traps this module works around (../shared/NOTES.md):
 - sizes and kinds come from the listing's own attributes: `DirEntry.stat()`
   re-dials without the port;
 - smbprotocol has no per-request time-out, so a frozen server blocks a call
-  for as long as it is frozen. The caller bounds each caja in a worker
-  (serve.py) and then calls `forget()`, which closes the socket without a
-  logoff: every call still waiting on it wakes up with an error, and the
-  next pass dials afresh.
+  for as long as it is frozen. Each remote step (a listing, a read, a write)
+  runs within limits.smb_step_timeout_s (the pooled reads of read_many wait on
+  each with that deadline); a step past it calls `forget()`, which closes the
+  socket without a logoff: every call still waiting on it wakes up with an
+  error, and the next pass dials afresh. The caller's own bounds (serve.py)
+  still hold the caja as a whole.
+- A replace onto a file another client has open fails with
+  STATUS_SHARING_VIOLATION, or with STATUS_ACCESS_DENIED when that client
+  shares delete access; only the first kind of denial, or the second while
+  the file is open, is retried as "held open" (see _held).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import smbclient
 from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBOSError, SMBResponseException
 from smbprotocol.file_info import FileAttributes
 from smbprotocol.header import NtStatus
 
+from .. import bounded
 from ..caja.layout import temp_name
 from ..errors import CredentialsRefused, OutsideRoot, Unreachable
-from .base import Entry, Storage, split_rel
+from .base import Entry, HeldOpen, Storage, split_rel
 from .local import retry_sharing
 from .probe import tcp_answers
 from .smb_url import ENV_PASSWORD, Credentials, SmbUrl
 
-# One smbclient connection cache per (host, port, user, share): dropping one caja's
-# connection after a failure never cuts another caja's work in half. forget() replaces
-# the cache with a new one, so that a dial stuck meanwhile, ending late, never leaves
-# its connection where a later pass would take it.
+# One smbclient connection cache per (host, port, user, share, password): dropping one caja's
+# connection after a failure never cuts another caja's work in half, and a session opened with
+# one password never answers for another (a wrong one given to `caja add` is checked, and
+# refused). forget() replaces the cache with a new one, so that a dial stuck meanwhile,
+# ending late, never leaves its connection where a later pass would take it.
 _CACHES: dict[tuple, dict] = {}
 _CACHES_LOCK = threading.Lock()
 
@@ -46,16 +56,20 @@ _REFUSED_LOGON = {
     NtStatus.STATUS_LOGON_FAILURE, NtStatus.STATUS_WRONG_PASSWORD, NtStatus.STATUS_PASSWORD_EXPIRED,
     NtStatus.STATUS_ACCESS_DENIED, 0xC0000072, 0xC000006E, 0xC0000234,
 }
-# A file held open by another program: the POS, or a reader that let us delete but not replace.
-_HELD = {NtStatus.STATUS_SHARING_VIOLATION, NtStatus.STATUS_ACCESS_DENIED}
+# Answers smbprotocol raises without an errno that have one of their own.
+_ERRNO = {NtStatus.STATUS_DISK_FULL: errno.ENOSPC}
 
 
 class SmbStorage(Storage):
-    def __init__(self, url: SmbUrl, creds: Credentials, connect_timeout: float, read_workers: int, config_path=None):
+    def __init__(self, url: SmbUrl, creds: Credentials, connect_timeout: float, read_workers: int, step_timeout: float,
+                 config_path=None):
         self.url, self.display = url, url.root
         self._creds, self._config_path = creds, config_path
         self.connect_timeout, self.read_workers = connect_timeout, max(1, read_workers)
-        self._key = (url.host, url.port, (url.user or "").lower(), url.share.lower())
+        self.step_timeout = step_timeout
+        # The password hashed: the key lives as long as the process.
+        secret = hashlib.sha256((creds.password or "").encode()).hexdigest()
+        self._key = (url.host, url.port, (creds.user or "").lower(), url.share.lower(), secret)
         self._session_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -140,20 +154,35 @@ class SmbStorage(Storage):
     def _where(self, rel: str) -> str:
         return f"{self.display}/{rel}" if rel else self.display
 
-    def _do(self, rel: str, fn):
-        """One remote step with smbprotocol's errors turned into ours: OSError for a file, Unreachable for the connection."""
+    def _call(self, rel: str, fn):
+        """One remote step, unbounded, with smbprotocol's errors turned into ours: OSError for a file,
+        Unreachable for the connection."""
         self._session()
         try:
             return fn(self._path(rel))
         except SMBOSError as exc:
-            raise _os_error(exc, self._where(rel)) from None
+            raise _os_error(exc.ntstatus, exc.errno, exc.strerror, self._where(rel)) from None
         except SMBResponseException as exc:
-            if exc.status in _HELD:
-                raise PermissionError(errno.EACCES, f"held open by another program ({_status_name(exc)})", self._where(rel)) from None
-            raise OSError(errno.EIO, _status_name(exc), self._where(rel)) from None
+            raise _os_error(exc.status, None, None, self._where(rel)) from None
         except (SMBException, ValueError) as exc:
             # A connection that broke under us: the caja is unreachable, not its file bad.
             raise Unreachable(f"{self.display}: the SMB connection was lost ({_clean(exc)})") from None
+
+    def _do(self, step: str, rel: str, fn):
+        """One remote step within limits.smb_step_timeout_s; `step` names it in the message."""
+        return self._bounded(lambda: self._call(rel, fn), f"{step} {rel or 'the root'}")
+
+    def _bounded(self, fn, what: str):
+        try:
+            return bounded.call(fn, self.step_timeout, what)
+        except bounded.TimedOut:
+            raise self._timed_out(what) from None
+
+    def _timed_out(self, what: str) -> Unreachable:
+        # The step is still blocked on a socket nobody will answer: closing it wakes it up.
+        self.forget()
+        return Unreachable(f"{self.display}: {what} did not answer within {self.step_timeout:g} s "
+                           f"(limits.smb_step_timeout_s); the connection was dropped and the next pass dials afresh")
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -172,13 +201,17 @@ class SmbStorage(Storage):
                 out.append(Entry(e.name, is_dir, None if is_dir else info.end_of_file))
             return out
 
-        return self._do(rel, listing)
+        return self._do("listing", rel, listing)
 
     def _open(self, path: str, mode: str):
         # share_access "rwd": reading never stops the POS from writing or renaming its files.
         return smbclient.open_file(path, mode=mode, buffering=0, share_access="rwd", **self._kw())
 
     def read(self, rel: str, limit: int | None = None) -> bytes:
+        return self._bounded(lambda: self._read(rel, limit), f"reading {rel}")
+
+    def _read(self, rel: str, limit: int | None) -> bytes:
+        """read() without its bound: read_many's workers, whose results are waited on with it."""
         def reading(path):
             with self._open(path, "rb") as f:
                 size = f.fd.end_of_file  # from the open's own answer: no extra round trip
@@ -186,7 +219,13 @@ class SmbStorage(Storage):
                     raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", self._where(rel))
                 return _read_exactly(f, size)
 
-        return self._do(rel, reading)
+        return self._call(rel, reading)
+
+    def _read_unbounded_or_error(self, rel: str, limit: int | None) -> bytes | OSError:
+        try:
+            return self._read(rel, limit)
+        except OSError as exc:
+            return exc
 
     def read_range(self, rel: str, offset: int, length: int | None = None) -> bytes:
         def reading(path):
@@ -195,7 +234,7 @@ class SmbStorage(Storage):
                 f.seek(offset)
                 return _read_exactly(f, max(0, end - offset))
 
-        return self._do(rel, reading)
+        return self._do("reading", rel, reading)
 
     def read_head(self, rel: str, length: int) -> bytes:
         return self.read_range(rel, 0, length)
@@ -206,21 +245,28 @@ class SmbStorage(Storage):
         if len(rels) < 2 or self.read_workers < 2:
             yield from super().read_many(rels, limit)
             return
-        self._session()
+        self._bounded(self._session, "connecting")
         pool = ThreadPoolExecutor(max_workers=self.read_workers, thread_name_prefix="smb-read")
         ahead: deque = deque()
         todo = iter(rels)
+        read = self._read_unbounded_or_error
         try:
             for rel in todo:
-                ahead.append((rel, pool.submit(self._read_or_error, rel, limit)))
+                ahead.append((rel, pool.submit(read, rel, limit)))
                 if len(ahead) >= 2 * self.read_workers:
                     break
             while ahead:
                 rel, fut = ahead.popleft()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    ahead.append((nxt, pool.submit(self._read_or_error, nxt, limit)))
-                yield rel, fut.result()
+                    ahead.append((nxt, pool.submit(read, nxt, limit)))
+                try:
+                    # The deadline runs from when this file is waited for: the ones ahead of it were
+                    # read meanwhile, so a server that stops answering costs one bound, not one per file.
+                    got = fut.result(timeout=self.step_timeout)
+                except FutureTimeout:
+                    raise self._timed_out(f"reading {rel}") from None
+                yield rel, got
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -234,12 +280,12 @@ class SmbStorage(Storage):
 
     def size(self, rel: str) -> int | None:
         try:
-            return self._do(rel, lambda path: self._stat(path).st_size)
+            return self._do("looking up", rel, lambda path: self._stat(path).st_size)
         except FileNotFoundError:
             return None
 
     def makedirs(self, rel: str) -> None:
-        self._do(rel, lambda path: smbclient.makedirs(path, exist_ok=True, **self._kw()))
+        self._do("creating folder", rel, lambda path: smbclient.makedirs(path, exist_ok=True, **self._kw()))
 
     def write_atomic(self, rel: str, data: bytes) -> None:
         folder, _, name = rel.rpartition("/")
@@ -250,13 +296,35 @@ class SmbStorage(Storage):
                 _write_all(f, data)
                 f.flush()
 
-        self._do(temp, writing)
+        def replacing(path):
+            try:
+                smbclient.replace(self._path(temp), path, **self._kw())
+            except SMBOSError as exc:
+                if exc.ntstatus == NtStatus.STATUS_ACCESS_DENIED and self._held(path):
+                    raise HeldOpen(errno.EACCES, f"held open by another program ({_status_name(exc)} while it is open)",
+                                   self._where(rel)) from None
+                raise
+
         try:
-            retry_sharing(lambda: self._do(rel, lambda path: smbclient.replace(self._path(temp), path, **self._kw())), rel)
-        except BaseException:
+            self._do("writing", temp, writing)
+            retry_sharing(lambda: self._do("replacing", rel, replacing), rel, held=lambda exc: isinstance(exc, HeldOpen))
+        except OSError:
+            # A file that could not be written or replaced (disk full, access denied, held open): the
+            # temporary file goes. A lost connection or a step past its bound leaves it where it is: a
+            # remove would wait on the same dead server, and the next push deletes what a cut push left.
             with contextlib.suppress(OSError, Unreachable):
                 self.remove(temp)
             raise
+
+    def _held(self, path: str) -> bool:
+        """Whether another program has `path` open: an open that shares nothing then meets a sharing
+        violation. Asked only after a replace was denied, since for the round trip it lasts it makes
+        a reader opening the file wait its turn too."""
+        try:
+            with smbclient.open_file(path, mode="rb", buffering=0, share_access=None, **self._kw()):
+                return False
+        except SMBOSError as exc:
+            return exc.ntstatus == NtStatus.STATUS_SHARING_VIOLATION
 
     def append(self, rel: str, data: bytes, at: int) -> int:
         def appending(path):
@@ -273,11 +341,11 @@ class SmbStorage(Storage):
                 f.flush()
                 return f.tell()
 
-        return self._do(rel, appending)
+        return self._do("appending to", rel, appending)
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._do(rel, lambda path: smbclient.remove(path, **self._kw()))
+            self._do("removing", rel, lambda path: smbclient.remove(path, **self._kw()))
 
 
 def _read_exactly(f, size: int) -> bytes:
@@ -298,21 +366,27 @@ def _write_all(f, data: bytes) -> None:
 
 
 def _status_name(exc) -> str:
-    status = getattr(exc, "status", None) or getattr(exc, "ntstatus", None)
+    return _status_name_of(getattr(exc, "status", None) or getattr(exc, "ntstatus", None)) or _clean(exc)
+
+
+def _status_name_of(status: int | None) -> str | None:
     for name, value in vars(NtStatus).items():
         if name.startswith("STATUS_") and value == status:
             return name
-    return _clean(exc)
+    return None if status is None else f"NTSTATUS {status:#010x}"
 
 
 def _clean(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _os_error(exc: SMBOSError, where: str) -> OSError:
+def _os_error(status: int | None, err: int | None, strerror: str | None, where: str) -> OSError:
     """The plain OSError subclass (FileNotFoundError, PermissionError, …) the rest of the code catches."""
-    if exc.ntstatus in _HELD:
-        return PermissionError(errno.EACCES, f"held open by another program ({_status_name(exc)})", where)
-    if exc.errno:
-        return OSError(exc.errno, exc.strerror, where)
-    return OSError(errno.EIO, _status_name(exc), where)
+    name = _status_name_of(status) or "no status"
+    if status == NtStatus.STATUS_SHARING_VIOLATION:
+        return HeldOpen(errno.EACCES, f"held open by another program ({name})", where)
+    if status == NtStatus.STATUS_ACCESS_DENIED:
+        return PermissionError(errno.EACCES, f"access denied ({name}); check this user's rights on the share and the folder", where)
+    if err:
+        return OSError(err, strerror, where)
+    return OSError(_ERRNO.get(status, errno.EIO), name, where)
