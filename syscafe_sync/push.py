@@ -328,7 +328,7 @@ class _CajaPushJob(CajaJob):
         # Cut back to what the manifest names (dropping a killed push's tail), then append.
         size = self.storage.append(f"{FOLDER}/{entry['journal']}", data, at=entry["journal_bytes"])
         self.result.bytes_written += len(data)
-        self.lease.renew()
+        # No lease renewal here: an append is short, and _commit renews it (the fence) before the manifest.
         records = {**kept, **live} if kept else None
         new_entry = dict(entry, version=cat.version, journal_bytes=size, journal_records=journal_records,
                          records=cat.records + len(kept),
