@@ -151,10 +151,12 @@ def run_load(home: Path, csv_path: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "rss_before": rss_before, "load": loaded}
 
 
-def run_push(mode: str, cajas_dir: Path, home: Path, profile: bool) -> dict:
+def run_push(mode: str, cajas_dir: Path, home: Path, profile: bool, workers: int | None) -> dict:
     from syscafe_sync import bounded, catalogs, push
 
     cfg = open_home(home)
+    if workers:
+        cfg.limits["workers"] = workers  # as if set in config.toml
     roots = {p.name: p for p in caja_roots(cajas_dir)}
     profiler = None
     if profile:  # cProfile sees only its own thread: run each caja inline, not in bounded.call's worker
@@ -214,16 +216,18 @@ def child(args) -> None:
         out = run_read(cajas_dir)
     else:
         mode = "partial" if args.scenario == "unchanged" else args.scenario  # nothing changed since the last push
-        out = run_push(mode, cajas_dir, home, args.profile)
+        out = run_push(mode, cajas_dir, home, args.profile, args.workers)
     out["rss_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print("RESULT " + json.dumps(out), flush=True)
 
 
 # --- the parent: data, subprocesses, report -----------------------------------------------------
 
-def run_child(scenario: str, cajas_dir: Path, home: Path, csv_path: Path, profile: bool = False) -> dict:
+def run_child(scenario: str, cajas_dir: Path, home: Path, csv_path: Path, profile: bool = False,
+              workers: int | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--scenario", scenario,
            "--data", str(cajas_dir), "--target", str(home), "--csv", str(csv_path)] + (["--profile"] if profile else [])
+    cmd += ["--workers", str(workers)] if workers else []
     return child_result(scenario, cmd)
 
 
@@ -263,10 +267,10 @@ def one_round(args, cajas_dir: Path, home: Path, csv_path: Path, runs: dict[str,
     write_cajas(cajas_dir, args.cajas)
     write_products(csv_path, args.products, set())
     setup = run_child("setup", cajas_dir, home, csv_path)
-    runs.setdefault("total", []).append(run_child("total", cajas_dir, home, csv_path))
+    runs.setdefault("total", []).append(run_child("total", cajas_dir, home, csv_path, workers=args.workers))
     write_products(csv_path, args.products, changed_products(args.products, 1))
     for step in ("load", "partial", "read", "unchanged", "replace"):
-        runs.setdefault(step, []).append(run_child(step, cajas_dir, home, csv_path))
+        runs.setdefault(step, []).append(run_child(step, cajas_dir, home, csv_path, workers=args.workers))
     return setup
 
 
@@ -280,6 +284,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the cajas, the home and the CSV afterwards")
     ap.add_argument("--profile", nargs="?", const="partial", choices=["partial", "total"],
                     help="also profile one more push (default partial: 10 more prices changed; cProfile)")
+    ap.add_argument("--workers", type=int, help="cajas pushed at once (limits.workers; default: the configuration's, 4)")
     ap.add_argument("--scenario", choices=["setup", "total", "load", "partial", "read", "unchanged", "replace"],
                     help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)

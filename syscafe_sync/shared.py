@@ -94,4 +94,4 @@ class Share:
         with self._mutex:
             for name in list(self.owned):
                 self._give_back(name)
-            self.member.release()
+            self.member.release(forget=True)  # named after this process: nobody takes it again
