@@ -122,10 +122,19 @@ def write_transaction():
 _WRITER = threading.RLock()
 
 
+_BUSY_S = _SQLITE_PRAGMAS["busy_timeout"] / 1000
+
+
 @contextmanager
 def _serialized(transaction):
-    with _WRITER, transaction:
-        yield
+    # Bounded like SQLite's own wait, so a writer stuck in this process cannot hold the others for ever.
+    if not _WRITER.acquire(timeout=_BUSY_S):
+        raise OperationalError(f"database is locked: another thread of this process has been writing for over {_BUSY_S:g} s")
+    try:
+        with transaction:
+            yield
+    finally:
+        _WRITER.release()
 
 
 def lock(*keys: str) -> None:
