@@ -25,7 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from import_bench import child_result, table  # same folder: what both benchmarks share
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from import_bench import child_result, table  # noqa: E402  same folder: what both benchmarks share
+from samba import PASSWORD, SambaServer, unavailable  # noqa: E402  the tests' throw-away Samba server
 
 CATALOG = "products"
 CHANGED = 10  # products whose price changes before the partial push
@@ -35,6 +39,8 @@ GROUPS = ["BEB", "CAF", "ALM", "POS", "PAN", "SNK", "LAC", "ASE"]
 TAXES = [("INC", "8"), ("IVA", "19"), ("IVA", "5"), ("IVA", "0")]
 UNITS = ["und", "kg", "lt", "porción"]
 MIB = 1024  # ru_maxrss is in KiB on Linux
+# With --smb, the children register each caja as <this URL>/<CAJAnn> (the share holds the caja folders).
+ROOT_URL_ENV = "PUSH_BENCH_ROOT_URL"
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -43,7 +49,10 @@ def write_cajas(cajas_dir: Path, cajas: int) -> None:
     """Empty caja folders, each with its caja.json, written with the project's writer."""
     from syscafe_sync.caja import CajaWriter
 
-    shutil.rmtree(cajas_dir, ignore_errors=True)
+    # Emptied, not removed: with --smb the folder is the share itself.
+    cajas_dir.mkdir(parents=True, exist_ok=True)
+    for child in cajas_dir.iterdir():
+        shutil.rmtree(child)
     for c in range(1, cajas + 1):
         name = f"CAJA{c:02d}"
         CajaWriter(cajas_dir / name).write_caja_json(name, [f"FV{c:02d}"], "900123456-7")
@@ -131,10 +140,11 @@ def run_setup(cajas_dir: Path, home: Path, csv_path: Path) -> dict:
     """A fresh home, the cajas registered, the first load of the catalog; not a measured push."""
     from syscafe_sync import catalogs, registry
 
-    open_home(home)
+    cfg = open_home(home)
+    url = os.environ.get(ROOT_URL_ENV)
     for root in caja_roots(cajas_dir):
         codes = json.loads((root / "caja.json").read_text(encoding="utf-8"))["codes"]
-        registry.add(root.name, str(root), ip=None, codes=codes, timeout=5.0)
+        registry.add(root.name, f"{url}/{root.name}" if url else str(root), ip=None, codes=codes, timeout=5.0, config=cfg)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     loaded = catalogs.load(CATALOG, csv_path)
@@ -284,6 +294,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the cajas, the home and the CSV afterwards")
     ap.add_argument("--profile", nargs="?", const="partial", choices=["partial", "total"],
                     help="also profile one more push (default partial: 10 more prices changed; cProfile)")
+    ap.add_argument("--smb", action="store_true",
+                    help="reach the cajas through smb:// on a loopback Samba server (needs Debian's samba and root)")
     ap.add_argument("--workers", type=int, help="cajas pushed at once (limits.workers; default: the configuration's, 4)")
     ap.add_argument("--scenario", choices=["setup", "total", "load", "partial", "read", "unchanged", "replace"],
                     help=argparse.SUPPRESS)
@@ -302,9 +314,21 @@ def main() -> None:
           f"SQLite {sqlite3.sqlite_version}, peewee {peewee.__version__}")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="syscafe-push-bench-")).absolute()
     work.mkdir(parents=True, exist_ok=True)
-    print(f"workdir: {work} (local disk; cajas and home on the same disk)")
     cajas_dir, home, csv_path = work / "cajas", work / "home", work / f"{CATALOG}.csv"
     made = {cajas_dir, home, csv_path}
+    server = None
+    if args.smb:
+        why = unavailable()
+        if why:
+            sys.exit(f"push_bench --smb needs a Samba server: {why}")
+        server = SambaServer(work / "samba", shares=("cajas",)).start()
+        cajas_dir = server.shares["cajas"]
+        made.add(work / "samba")
+        os.environ[ROOT_URL_ENV] = server.url("cajas")
+        os.environ["SYSCAFE_SYNC_SMB_PASSWORD"] = PASSWORD  # as a service would get it: the environment
+        print(f"workdir: {work}; cajas reached as {server.url('cajas')}/CAJAnn (smbd on loopback), home on local disk")
+    else:
+        print(f"workdir: {work} (local disk; cajas and home on the same disk)")
     try:
         runs: dict[str, list[dict]] = {}
         for round_no in range(1, args.repeat + 1):
@@ -387,6 +411,8 @@ def main() -> None:
             r = run_child(args.profile, cajas_dir, home, csv_path, profile=True)
             print(f"profiled {args.profile} push: {r['seconds']:.3f} s")
     finally:
+        if server:
+            server.stop()
         if args.keep:
             print(f"\nkept: {work}")
         elif args.workdir:

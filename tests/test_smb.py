@@ -106,6 +106,30 @@ def test_push_partial_total_replace_over_smb_read_back(cfg, smb_caja, tmp_path):
     assert left == []
 
 
+def test_cajas_that_are_folders_of_one_share_are_served_side_by_side(cfg, smb_caja, samba, home, tmp_path):
+    """Several cajas on one server (one share, a folder each), served at once by the pool of a
+    fresh process's first pass (as a daemon's after it starts): each sets up its own session, and
+    none takes another's half set up."""
+    from conftest import CajaFolder, default_codes
+
+    smb_caja("CAJA1", "caja1")  # empties the shares, writes the credentials
+    folders = []
+    for n in range(1, 7):
+        name = f"CAJA{n}"
+        folder = CajaFolder(samba.shares["caja2"] / "Datos" / name, name, default_codes(name), samba.url("caja2", f"Datos/{name}"))
+        folder.add_many(1, 5)
+        registry.add(name, folder.url, config=cfg)
+        folders.append(folder)
+    catalogs.load("products", write_products(tmp_path / "p.csv", {"P001": "1000.00"}))
+    for _ in range(3):  # each `sync` a new process: every caja dials at once
+        out = cli_json(home, "sync", "--date", DAY.isoformat())
+        failed = [(r["caja"], r["message"]) for a in out["actions"] for r in a["results"] if r["outcome"] != "ok"]
+        assert failed == []
+    assert Voucher.select().count() == 30
+    for f in folders:
+        assert read_catalog(f.root, "products").records["P001"]["price"] == "1000.00"
+
+
 def test_loyalty_sync_over_smb_reads_only_new_bytes(cfg, smb_caja):
     c1, root = smb_caja("CAJA1", "caja1")
     registry.add("CAJA1", root, config=cfg)

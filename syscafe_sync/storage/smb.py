@@ -42,13 +42,17 @@ from .local import retry_sharing
 from .probe import tcp_answers
 from .smb_url import ENV_PASSWORD, Credentials, SmbUrl
 
-# One smbclient connection cache per (host, port, user, share, password): dropping one caja's
-# connection after a failure never cuts another caja's work in half, and a session opened with
-# one password never answers for another (a wrong one given to `caja add` is checked, and
-# refused). forget() replaces the cache with a new one, so that a dial stuck meanwhile,
-# ending late, never leaves its connection where a later pass would take it.
+# One smbclient connection cache per (caja root, user, password): dropping one caja's connection
+# after a failure never cuts another caja's work in half, even when both are folders of one share,
+# and a session opened with one password never answers for another (a wrong one given to
+# `caja add` is checked, and refused). forget() replaces the cache with a new one, so that a dial
+# stuck meanwhile, ending late, never leaves its connection where a later pass would take it.
 _CACHES: dict[tuple, dict] = {}
 _CACHES_LOCK = threading.Lock()
+# One session set-up at a time per cache, whichever SmbStorage asks (two actions on one caja, a
+# watch import beside a pass's push): two dials into one cache would each replace the other's
+# connection half set up.
+_SESSION_LOCKS: dict[tuple, threading.Lock] = {}
 
 # What a server answers a session setup with when it will not take the user and password
 # (the last three, not named by smbprotocol: account disabled, restricted, locked out).
@@ -69,8 +73,9 @@ class SmbStorage(Storage):
         self.step_timeout = step_timeout
         # The password hashed: the key lives as long as the process.
         secret = hashlib.sha256((creds.password or "").encode()).hexdigest()
-        self._key = (url.host, url.port, (creds.user or "").lower(), url.share.lower(), secret)
-        self._session_lock = threading.Lock()
+        self._key = (url.key, (creds.user or "").lower(), secret)
+        with _CACHES_LOCK:
+            self._session_lock = _SESSION_LOCKS.setdefault(self._key, threading.Lock())
 
     def __repr__(self) -> str:
         return f"SmbStorage({self.display!r})"
