@@ -156,13 +156,19 @@ def run_import(scenario: str, data: Path, home: Path, profile: bool) -> dict:
             codes = json.loads((root / "caja.json").read_text(encoding="utf-8"))["codes"]
             registry.add(root.name, str(root), ip=None, codes=codes, timeout=5.0)
     # Counts the voucher files read (the re-run must read none); a thin wrapper, same for every scenario.
-    reads, original_read = [0], LocalStorage.read
+    # The import reads vouchers through read_many (a folder opened once); read serves the rest.
+    reads, original_read, original_many = [0], LocalStorage.read, LocalStorage.read_many
 
     def counted_read(self, rel, limit=None):
         reads[0] += rel.startswith("movements/")
         return original_read(self, rel, limit)
 
-    LocalStorage.read = counted_read
+    def counted_many(self, rels, limit=None):
+        for rel, data in original_many(self, rels, limit):
+            reads[0] += rel.startswith("movements/")
+            yield rel, data
+
+    LocalStorage.read, LocalStorage.read_many = counted_read, counted_many
     mode = "overwrite" if scenario == "overwrite" else "skip"
     profiler = None
     if profile:  # cProfile sees only its own thread: run each caja inline, not in bounded.call's worker

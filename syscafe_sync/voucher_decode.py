@@ -97,11 +97,8 @@ class _Defer(Exception):
 def _dec(text: str | None) -> decimal.Decimal | None:
     if text is None:
         return None
-    try:
-        d = _Decimal(text)
-    except decimal.InvalidOperation:
-        raise _Defer() from None
-    if not d.is_finite():
+    d = _Decimal(text)  # InvalidOperation goes to the reference, which words it
+    if not d.is_finite():  # "NaN", "Infinity": Decimal takes them, the reference refuses them
         raise _Defer()
     return d
 
@@ -110,7 +107,7 @@ def parse(raw: bytes) -> ParsedVoucher:
     """The same ParsedVoucher as `caja.voucher.parse(raw)`, or its Refused."""
     try:
         return _fast(raw)
-    except (_Defer, msgspec.MsgspecError, ValueError):
+    except (_Defer, msgspec.MsgspecError, ValueError, decimal.InvalidOperation):
         return reference.parse(raw)
 
 

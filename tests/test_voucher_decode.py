@@ -41,6 +41,11 @@ def test_an_ordinary_voucher_takes_the_fast_path_and_gives_the_reference_result(
     json.dumps(dict(BASE, number=True)).encode(),
     json.dumps(dict(BASE, payments={})).encode(),
     json.dumps(dict(BASE, issued_at="2026-11-22T14:42:10")).encode(),
+    # not finite, however it is spelled: plain, padded, escaped, in a document with no other such letters
+    json.dumps(dict(BASE, totals=dict(BASE["totals"], tip="\u00a0NaN"))).encode(),
+    json.dumps(dict(BASE, totals=dict(BASE["totals"], tip="-INF "))).encode(),
+    json.dumps(dict(BASE, totals=dict(BASE["totals"], tip="sNaN"))).encode(),
+    json.dumps(dict(BASE, totals=dict(BASE["totals"], tip="NaN"))).replace('"NaN"', '"\\u004eaN"').encode(),
 ])
 def test_corner_cases_agree_with_the_reference(raw):
     assert outcome(voucher_decode.parse, raw) == outcome(reference.parse, raw)
