@@ -169,23 +169,24 @@ _PG_MAX_PARAMS = 65535
 
 
 def _insert(model, rows: list[dict]) -> None:
-    """Bulk insert. On SQLite one prepared statement run by executemany: peewee's
-    insert_many builds a statement value by value, 80 % of an import's time."""
+    """Bulk insert: peewee's insert_many builds a statement value by value, 80 % of an import's
+    time. On SQLite one prepared statement run by executemany; on PostgreSQL (psycopg2) a few
+    multi-row INSERTs built by the driver's execute_values."""
     if not rows:
         return
     db = database.obj
-    if not isinstance(db, SqliteDatabase):
+    postgres = not isinstance(db, SqliteDatabase)
+    if postgres and not _psycopg2(db):
         per = max(1, _PG_MAX_PARAMS // len(rows[0]))
         for chunk in chunked(rows, per):
             model.insert_many(chunk).execute()
         return
     names = list(rows[0])
     fields = [model._meta.fields[name] for name in names]
-    sql = 'INSERT INTO "{}" ({}) VALUES ({})'.format(
-        model._meta.table_name, ", ".join(f'"{f.column_name}"' for f in fields), ", ".join("?" * len(fields))
-    )
-    # Only the fields whose database value differs from the Python one are converted here;
-    # sqlite3 takes str, int and None as they are, and Decimal through the adapter syscafe_sync.db registers.
+    columns = ", ".join(f'"{f.column_name}"' for f in fields)
+    # Only the fields whose database value differs from the Python one are converted here: both
+    # drivers take str, int and None as they are, and Decimal (psycopg2 itself, sqlite3 through
+    # the adapter syscafe_sync.db registers).
     convert = [(i, f.db_value) for i, f in enumerate(fields) if isinstance(f, TimestampField)]
     # Rows are built the same way, so their keys come in the same order.
     values = [list(row.values()) for row in rows]
@@ -193,7 +194,17 @@ def _insert(model, rows: list[dict]) -> None:
         for value in values:
             for i, to_db in convert:
                 value[i] = to_db(value[i])
-    db.cursor().executemany(sql, values)
+    if postgres:
+        from psycopg2.extras import execute_values
+
+        execute_values(db.cursor(), f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES %s', values, page_size=1000)
+    else:
+        db.cursor().executemany(f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join("?" * len(fields))})', values)
+
+
+def _psycopg2(db) -> bool:
+    """PostgreSQL through psycopg2, whose execute_values the bulk insert uses (not psycopg 3)."""
+    return type(db.connection()).__module__.startswith("psycopg2")
 
 
 class _CajaImport(CajaJob):
