@@ -58,7 +58,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "lease_s": 120.0,
         # Vouchers written to the database in one transaction.
         "batch_size": 500,
-        # Cajas served at once by a full pass (`sync`, the service).
+        # Cajas served at once by a full pass (`sync`, the service) and by `catalogs push`.
         "workers": 4,
         # Files read at once from one smb:// caja: each costs several network round trips.
         "smb_read_workers": 8,
@@ -128,7 +128,7 @@ lock_wait_s = {limits[lock_wait_s]}
 lease_s = {limits[lease_s]}
 # Vouchers written to the database per transaction.
 batch_size = {limits[batch_size]}
-# Cajas served at once by a full pass (`sync`, the service).
+# Cajas served at once by a full pass (`sync`, the service) and by `catalogs push`.
 workers = {limits[workers]}
 # Files read at once from one smb:// caja (first and overwrite imports read many).
 smb_read_workers = {limits[smb_read_workers]}
