@@ -293,14 +293,12 @@ class _CajaImport(CajaJob):
 
     def _classify(self, entries: list[Entry]) -> list[tuple[Entry, tuple[str, int] | None]]:
         todo = []
-        for i, name, key in layout.voucher_keys([e.name for e in entries]):
-            e = entries[i]
-            if name == layout.CLOSING:
+        for e in entries:
+            if layout.is_ignored(e.name) or e.name == layout.CLOSING:
                 continue
-            if e.is_dir:
-                key = None
+            key = None if e.is_dir else layout.parse_voucher_name(e.name)
             if key is None and not e.outside:
-                self._notice(f"{self.folder}/{name}", "unknown name")
+                self._notice(f"{self.folder}/{e.name}", "unknown name")
                 continue
             todo.append((e, key))
         return todo

@@ -102,7 +102,7 @@ def _pending(caja: str, day: dt.date, names: list[str] | None) -> int | None:
     """Voucher files of today's folder not imported yet; None when the folder could not be listed."""
     if names is None:
         return None
-    keys = {k for _, _, k in layout.voucher_keys(names) if k}
+    keys = {k for n in names if not layout.is_ignored(n) and (k := layout.parse_voucher_name(n))}
     if not keys:
         return 0
     have = set(

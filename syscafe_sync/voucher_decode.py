@@ -2,9 +2,9 @@
 
 `caja.voucher.parse` is the reference: standard library only, so a point of
 sale can vendor it, and it words every refusal. Decoding and type-checking in
-Python is most of an import's time, though, so the importer decodes with
-msgspec (JSON and types checked in C, about ten times faster) into the same
-ParsedVoucher. Whatever the fast path cannot take as it is — a refusal, or one
+Python was most of an import's time, though, so the importer decodes with
+msgspec (JSON and types checked in C) into the same ParsedVoucher: 0.19 s for
+20,000 vouchers here, against 0.48 s for the reference. Whatever the fast path cannot take as it is — a refusal, or one
 of the reference's lenient corners (an empty `customer`, a falsy `taxes`) —
 goes to the reference, which gives the verdict and the message. So the two can
 never disagree on what is refused; tests/test_voucher_decode.py checks that

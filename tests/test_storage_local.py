@@ -255,3 +255,44 @@ def test_open_root_gives_local_storage_showing_the_root(root):
     st = open_root(str(root))
     assert isinstance(st, LocalStorage)
     assert st.display == str(root)
+
+
+# --- read_many: the import's path (a day folder opened once, its files opened from it) ------------
+
+def _many(root, *names, limit=1024):
+    return dict(LocalStorage(str(root)).read_many([f"movements/2026-11-22/{n}" for n in names], limit))
+
+
+def test_read_many_reads_plain_files_and_a_link_that_stays_inside(root):
+    day = root / "movements" / "2026-11-22"
+    (day / "FV1-9.json").symlink_to(day / "FV1-1.json")
+    got = _many(root, "FV1-1.json", "FV1-9.json")
+    assert got == {"movements/2026-11-22/FV1-1.json": b"{}", "movements/2026-11-22/FV1-9.json": b"{}"}
+
+
+def test_read_many_refuses_a_link_leading_outside_and_reads_the_rest(root, outside):
+    (root / "movements" / "2026-11-22" / "FV1-2.json").symlink_to(outside / "secret.json")
+    with pytest.raises(OutsideRoot):
+        _many(root, "FV1-2.json")
+    assert _many(root, "FV1-1.json") == {"movements/2026-11-22/FV1-1.json": b"{}"}
+
+
+def test_read_many_refuses_a_day_folder_swapped_for_an_outside_link(root, outside):
+    day = root / "movements" / "2026-11-22"
+    (day / "FV1-1.json").unlink()
+    day.rmdir()
+    day.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(OutsideRoot):
+        _many(root, "secret.json")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_read_many_gives_each_file_its_own_error_without_blocking(root):
+    day = root / "movements" / "2026-11-22"
+    os.mkfifo(day / "FV1-2.json")
+    (day / "FV1-3.json").write_bytes(b"x" * 1025)
+    (day / "FV1-4.json").write_bytes(b"x" * 1024)
+    got = _many(root, "FV1-2.json", "FV1-3.json", "FV1-4.json", "FV1-5.json")
+    errors = {k.rsplit("/", 1)[1]: v.errno for k, v in got.items() if isinstance(v, OSError)}
+    assert errors == {"FV1-2.json": errno.EINVAL, "FV1-3.json": errno.EFBIG, "FV1-5.json": errno.ENOENT}
+    assert len(got["movements/2026-11-22/FV1-4.json"]) == 1024

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator
 
 FORMAT = 1
 CAJA_JSON = "caja.json"
@@ -39,18 +38,6 @@ def parse_voucher_name(name: str) -> tuple[str, int] | None:
     if not m:
         return None
     return m.group("code"), int(m.group("number"))
-
-
-def voucher_keys(names: Iterable[str]) -> Iterator[tuple[int, str, tuple[str, int] | None]]:
-    """(position, name, (code, number)) for each name a reader looks at, with None for a name
-    that is not a voucher's; hidden and temporary names are skipped. One tight loop: a day
-    folder holds thousands of names, and a pass with nothing new costs little more than this."""
-    match = _VOUCHER_NAME.match
-    for i, name in enumerate(names):
-        if name.startswith(".") or name.endswith(".tmp"):
-            continue
-        m = match(name)
-        yield i, name, (m[1], int(m[2])) if m else None
 
 
 def day_folder(day: dt.date) -> str:

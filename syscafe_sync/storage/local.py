@@ -95,14 +95,7 @@ class LocalStorage(Storage):
 
     def read(self, rel: str, limit: int | None = None) -> bytes:
         fd, path = self._open(rel)
-        # os.read straight from the descriptor: a buffered file object costs more than a voucher's read.
-        try:
-            data = _read_up_to(fd, None if limit is None else limit + 1)
-        finally:
-            os.close(fd)
-        if limit is not None and len(data) > limit:
-            raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", path)
-        return data
+        return _read_whole(fd, path, limit)
 
     def read_many(self, rels: list[str], limit: int | None = None) -> Iterator[tuple[str, bytes | OSError]]:
         """Where the OS can open a name relative to a folder without following a link, each
@@ -126,10 +119,23 @@ class LocalStorage(Storage):
                     # ELOOP: the name is a link; it may still lead inside the root.
                     yield rel, self._read_or_error(rel, limit) if exc.errno in _LINK_ERRNOS else exc
                     continue
-                yield rel, self._read_fd_or_error(fd, rel, limit)
+                yield rel, self._read_opened(fd, rel, limit)
         finally:
             for dir_fd in folders.values():
                 os.close(dir_fd)
+
+    def _read_opened(self, fd: int, rel: str, limit: int | None) -> bytes | OSError:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return OSError(errno.EINVAL, "not a regular file", rel)
+        except OSError as exc:
+            os.close(fd)
+            return exc
+        try:
+            return _read_whole(fd, rel, limit)
+        except OSError as exc:
+            return exc
 
     def _open_folder(self, rel: str) -> int:
         path = self._path(rel)
@@ -140,19 +146,6 @@ class LocalStorage(Storage):
             os.close(fd)
             raise
         return fd
-
-    def _read_fd_or_error(self, fd: int, rel: str, limit: int | None) -> bytes | OSError:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return OSError(errno.EINVAL, "not a regular file", rel)
-            data = _read_up_to(fd, None if limit is None else limit + 1)
-        except OSError as exc:
-            return exc
-        finally:
-            os.close(fd)
-        if limit is not None and len(data) > limit:
-            return OSError(errno.EFBIG, f"over the limit of {limit} bytes", rel)
-        return data
 
     def read_head(self, rel: str, length: int) -> bytes:
         return self.read_range(rel, 0, length)
@@ -216,6 +209,18 @@ class LocalStorage(Storage):
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._write_path(rel))
+
+
+def _read_whole(fd: int, path: str, limit: int | None) -> bytes:
+    """The whole file behind `fd`, which it closes; OSError(EFBIG) past `limit` bytes. os.read
+    straight from the descriptor: a buffered file object costs more than a voucher's read."""
+    try:
+        data = _read_up_to(fd, None if limit is None else limit + 1)
+    finally:
+        os.close(fd)
+    if limit is not None and len(data) > limit:
+        raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", path)
+    return data
 
 
 def _read_up_to(fd: int, length: int | None) -> bytes:
