@@ -174,7 +174,7 @@ def run_import(scenario: str, data: Path, home: Path, profile: bool) -> dict:
     if profile:  # cProfile sees only its own thread: run each caja inline, not in bounded.call's worker
         import cProfile
 
-        bounded.call = lambda fn, timeout, what="step": fn()
+        bounded.call = lambda fn, timeout, what="step", **_: fn()
         profiler = cProfile.Profile()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

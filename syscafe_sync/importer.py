@@ -23,7 +23,7 @@ from operator import attrgetter
 
 from peewee import SqliteDatabase, chunked, fn
 
-from . import audit, catchup, closings, findings, registry, resolutions, synclog
+from . import audit, catchup, closings, findings, registry, resolutions, synclog, voucher_decode
 from .caja import layout
 from .caja.voucher import ParsedVoucher, Refused
 from .config import Config
@@ -168,38 +168,27 @@ class _Kept:
 _PG_MAX_PARAMS = 65535
 
 
-def _insert(model, rows: list[dict]) -> None:
-    """Bulk insert: peewee's insert_many builds a statement value by value, 80 % of an import's
-    time. On SQLite one prepared statement run by executemany; on PostgreSQL (psycopg2) a few
-    multi-row INSERTs built by the driver's execute_values."""
-    if not rows:
+def _insert(model, columns: tuple[str, ...], values: list[list]) -> None:
+    """Bulk insert of `values`, lists in the order of `columns`, as the database takes them
+    (str, int, None; Decimal too). peewee's insert_many builds a statement value by value, 80 %
+    of an import's time: on SQLite one prepared statement run by executemany, on PostgreSQL
+    (psycopg2) a few multi-row INSERTs built by the driver's execute_values."""
+    if not values:
         return
     db = database.obj
     postgres = not isinstance(db, SqliteDatabase)
     if postgres and not _psycopg2(db):
-        per = max(1, _PG_MAX_PARAMS // len(rows[0]))
-        for chunk in chunked(rows, per):
-            model.insert_many(chunk).execute()
+        per = max(1, _PG_MAX_PARAMS // len(columns))
+        for chunk in chunked(values, per):
+            model.insert_many([dict(zip(columns, v)) for v in chunk]).execute()
         return
-    names = list(rows[0])
-    fields = [model._meta.fields[name] for name in names]
-    columns = ", ".join(f'"{f.column_name}"' for f in fields)
-    # Only the fields whose database value differs from the Python one are converted here: both
-    # drivers take str, int and None as they are, and Decimal (psycopg2 itself, sqlite3 through
-    # the adapter syscafe_sync.db registers).
-    convert = [(i, f.db_value) for i, f in enumerate(fields) if isinstance(f, TimestampField)]
-    # Rows are built the same way, so their keys come in the same order.
-    values = [list(row.values()) for row in rows]
-    if convert:
-        for value in values:
-            for i, to_db in convert:
-                value[i] = to_db(value[i])
+    names = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
     if postgres:
         from psycopg2.extras import execute_values
 
-        execute_values(db.cursor(), f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES %s', values, page_size=1000)
+        execute_values(db.cursor(), f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES %s', values, page_size=1000)
     else:
-        db.cursor().executemany(f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join("?" * len(fields))})', values)
+        db.cursor().executemany(f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({", ".join("?" * len(columns))})', values)
 
 
 def _psycopg2(db) -> bool:
@@ -419,49 +408,61 @@ class _CajaImport(CajaJob):
                 sql = f'SELECT {columns} FROM "voucher" WHERE "code" = {db.param} AND "number" IN ({", ".join([db.param] * len(chunk))})'
                 yield from db.execute_sql(sql, [code, *chunk])
 
+    # The columns of a voucher's row: the decoder's header, then what the import adds.
+    _COLUMNS = (*voucher_decode.HEADER, "day", "path", "sha256", "document", "findings", "updated_at")
+    _ISSUED = voucher_decode.HEADER.index("issued_utc")
+
     def _write(self, batch: list[_Kept]) -> None:
         # One instant for the batch, converted once: a TimestampField's conversion per row costs.
-        now = TimestampField().db_value(utcnow())
-        rows = []
+        to_db = TimestampField().db_value
+        now = to_db(utcnow())
+        day, issued = self.day.isoformat(), self._ISSUED
+        rows, parts = [], []
         for k in batch:
-            row = dict(k.parsed.header)
-            row.update(day=self.day.isoformat(), path=k.path, sha256=k.sha256, document=k.document,
-                       findings=json.dumps(k.findings, ensure_ascii=False) if k.findings else "[]", updated_at=now)
+            r = voucher_decode.rows_of(k.parsed)
+            row = [*r.header, day, k.path, k.sha256, k.document,
+                   json.dumps(k.findings, ensure_ascii=False) if k.findings else "[]", now]
+            row[issued] = to_db(row[issued])
             rows.append(row)
+            parts.append(r)
         changed = [k.existing_id for k in batch if k.existing_id is not None]
         if changed:
             for model in (VoucherLine, VoucherTax, VoucherPayment):
                 model.delete().where(model.voucher.in_(changed)).execute()
             for k, row in zip(batch, rows):
                 if k.existing_id is not None:
-                    Voucher.update(**row).where(Voucher.id == k.existing_id).execute()
-        fresh = [(k, dict(row, imported_at=now)) for k, row in zip(batch, rows) if k.existing_id is None]
+                    Voucher.update(**dict(zip(self._COLUMNS, row))).where(Voucher.id == k.existing_id).execute()
+        fresh = [(k, row) for k, row in zip(batch, rows) if k.existing_id is None]
         ids = {k.key: k.existing_id for k in batch if k.existing_id is not None}
-        ids.update(self._insert_vouchers(fresh))
+        ids.update(self._insert_vouchers(fresh, now))
         lines, taxes, payments = [], [], []
-        for k in batch:
+        for k, r in zip(batch, parts):
             vid = ids[k.key]
-            # The parsed rows are used once: the voucher id is set in place, no copies.
-            for part, out in ((k.parsed.lines, lines), (k.parsed.taxes, taxes), (k.parsed.payments, payments)):
-                for item in part:
-                    item["voucher"] = vid
-                out += part
-        for model, items in ((VoucherLine, lines), (VoucherTax, taxes), (VoucherPayment, payments)):
-            _insert(model, items)
+            lines += [(*x, vid) for x in r.lines]
+            taxes += [(*x, vid) for x in r.taxes]
+            payments += [(*x, vid) for x in r.payments]
+        for model, columns, items in ((VoucherLine, voucher_decode.LINE, lines), (VoucherTax, voucher_decode.TAX, taxes),
+                                      (VoucherPayment, voucher_decode.PAYMENT, payments)):
+            _insert(model, (*columns, "voucher"), items)
 
-    def _insert_vouchers(self, fresh: list[tuple[_Kept, dict]]) -> dict[tuple[str, int], int]:
+    def _insert_vouchers(self, fresh: list[tuple[_Kept, list]], now: str) -> dict[tuple[str, int], int]:
         """Inserts new vouchers and returns their ids. On SQLite this transaction is the only
         writer (BEGIN IMMEDIATE), so the ids are given here, after the highest one, instead of
         being read back; PostgreSQL's come from its sequence."""
         if not fresh:
             return {}
+        columns = (*self._COLUMNS, "imported_at")
         if isinstance(database.obj, SqliteDatabase):
             (top,) = database.execute_sql('SELECT coalesce(max("id"), 0) FROM "voucher"').fetchone()
-            for i, (_, row) in enumerate(fresh, start=top + 1):
-                row["id"] = i
-            _insert(Voucher, [row for _, row in fresh])
-            return {k.key: row["id"] for k, row in fresh}
-        _insert(Voucher, [row for _, row in fresh])
+            ids = {}
+            for i, (k, row) in enumerate(fresh, start=top + 1):
+                row += (now, i)
+                ids[k.key] = i
+            _insert(Voucher, (*columns, "id"), [row for _, row in fresh])
+            return ids
+        for _, row in fresh:
+            row.append(now)
+        _insert(Voucher, columns, [row for _, row in fresh])
         return self._ids([k.key for k, _ in fresh])
 
     def _ids(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

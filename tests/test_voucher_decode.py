@@ -19,17 +19,29 @@ BASE = voucher("CAJA1", "FV1", 7, customer={"id": "1020304050", "id_type": "13",
 
 
 def outcome(parse, raw: bytes):
+    """What a parser makes of `raw`, with the rows the importer would insert. The reference's
+    rows are built from its values; the fast path brings its own, from the strings as they came."""
     try:
         p = parse(raw)
     except reference.Refused as exc:
         return ("refused", str(exc))
-    return ("kept", p.header, p.lines, p.taxes, p.payments)
+    return ("kept", p.header, p.lines, p.taxes, p.payments, voucher_decode.rows_of(p))
 
 
 def test_an_ordinary_voucher_takes_the_fast_path_and_gives_the_reference_result():
     raw = json.dumps(BASE).encode()
     fast = voucher_decode._fast(raw)  # raises if it had to defer: then the fast path would never be used
+    assert fast.rows is not None
     assert outcome(lambda r: fast, raw) == outcome(reference.parse, raw)
+
+
+@pytest.mark.parametrize("spelling, stored", [("16000.00", "16000.00"), (" 16000.00", "16000.00"), ("16_000", "16000"),
+                                              ("1.6e4", "1.6E+4"), ("+5", "5"), ("5.", "5"), ("-0", "-0")])
+def test_money_is_stored_as_decimal_writes_it_however_the_caja_spelled_it(spelling, stored):
+    doc = copy.deepcopy(BASE)
+    doc["lines"][0]["unit_price"] = spelling
+    rows = voucher_decode.rows_of(voucher_decode.parse(json.dumps(doc).encode()))
+    assert rows.lines[0][voucher_decode.LINE.index("unit_price")] == stored
 
 
 @pytest.mark.parametrize("raw", [
