@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from .caja.voucher import ParsedVoucher
+from .voucher_decode import Decoded
 
 TOLERANCE = Decimal("0.01")
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -25,30 +25,27 @@ def _f(kind: str, message: str) -> dict:
     return {"kind": kind, "message": message}
 
 
-def arithmetic(p: ParsedVoucher) -> list[dict]:
+def arithmetic(v: Decoded) -> list[dict]:
     # `abs(x - y) > TOLERANCE` written out, not through _off: this runs for every line of every voucher.
     out = []
     bases, taxes = [], []
     tol = TOLERANCE
-    for line in p.lines:
-        q, u, b = line["quantity"], line["unit_price"], line["base"]
+    lines = v.amounts.lines
+    for n, (q, u, d, b) in enumerate(lines):
         if b is not None:
             if q is not None and u is not None:
-                d = line["discount"] or ZERO
+                d = d or ZERO
                 if abs(q * u - d - b) > tol:
-                    n = line["line_no"]
                     out.append(_f("line", f"line {n + 1}: {q} × {u} − {d} = {q * u - d}, but base is {b}"))
             bases.append(b)
-    lines = p.lines
-    for tax in p.taxes:
-        rate, amount = tax["rate"], tax["amount"]
+    for line_no, kind, rate, amount in v.amounts.taxes:
         if amount is None:
             continue
-        base = lines[tax["line_no"]]["base"]
+        base = lines[line_no][3]
         if base is not None and rate is not None and abs(base * rate / 100 - amount) > tol:
-            out.append(_f("tax", f"line {tax['line_no'] + 1}: {tax['type']} {rate} % of {base} is {(base * rate / 100).quantize(TOLERANCE)}, but amount is {amount}"))
+            out.append(_f("tax", f"line {line_no + 1}: {kind} {rate} % of {base} is {(base * rate / 100).quantize(TOLERANCE)}, but amount is {amount}"))
         taxes.append(amount)
-    h = p.header
+    h = v.header
     if h["base"] is not None and bases and _off(sum(bases), h["base"]):
         out.append(_f("totals", f"totals.base is {h['base']}, but the lines' bases add up to {sum(bases)}"))
     if h["tax"] is not None and _off(sum(taxes, ZERO), h["tax"]):
@@ -57,22 +54,23 @@ def arithmetic(p: ParsedVoucher) -> list[dict]:
         expected = h["base"] + h["tax"] + (h["tip"] or ZERO)
         if _off(expected, h["total"]):
             out.append(_f("totals", f"total is {h['total']}, but base + tax + tip = {expected}"))
-    if p.payments:
-        paid = sum(pay["amount"] for pay in p.payments)
+    payments = v.amounts.payments
+    if payments:
+        paid = sum(payments)
         if _off(paid, h["total"]):
             out.append(_f("payments", f"payments add up to {paid}, but total is {h['total']}"))
     return out
 
 
-def dates(p: ParsedVoucher, day: dt.date, now: dt.datetime) -> list[dict]:
+def dates(v: Decoded, day: dt.date, now: dt.datetime) -> list[dict]:
     out = []
-    issued = p.header["issued_utc"]
+    issued = v.header["issued_utc"]
     if issued > now + CLOCK_SKEW:
-        out.append(_f("date", f"issued_at {p.header['issued_at']} is in the future"))
+        out.append(_f("date", f"issued_at {v.header['issued_at']} is in the future"))
     if issued.date() != day:
         out.append(_f("date", f"issued on {issued.date()}, but it is in the folder of {day}"))
     return out
 
 
-def of_voucher(p: ParsedVoucher, day: dt.date, now: dt.datetime) -> list[dict]:
-    return arithmetic(p) + dates(p, day, now)
+def of_voucher(v: Decoded, day: dt.date, now: dt.datetime) -> list[dict]:
+    return arithmetic(v) + dates(v, day, now)

@@ -25,7 +25,7 @@ from peewee import SqliteDatabase, chunked, fn
 
 from . import audit, catchup, closings, findings, registry, resolutions, synclog, voucher_decode
 from .caja import layout
-from .caja.voucher import ParsedVoucher, Refused
+from .caja.voucher import Refused
 from .config import Config
 from .db import write_transaction
 from .db.models import Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
@@ -159,7 +159,7 @@ class _Kept:
     path: str
     sha256: str
     document: str
-    parsed: ParsedVoucher
+    parsed: voucher_decode.Decoded
     findings: list[dict]
     existing_id: int | None
 
@@ -341,7 +341,7 @@ class _CajaImport(CajaJob):
             return
         closings.keep(self.caja.name, self.day, raw)
 
-    def _check_owner(self, parsed: ParsedVoucher, key, codes: set[str], owners: dict[str, str]) -> None:
+    def _check_owner(self, parsed: voucher_decode.Decoded, key, codes: set[str], owners: dict[str, str]) -> None:
         h = parsed.header
         if (h["code"], h["number"]) != key:
             raise Refused(f"its name says {key[0]}-{key[1]} but the voucher inside is {h['code']}-{h['number']}")
@@ -419,7 +419,7 @@ class _CajaImport(CajaJob):
         day, issued = self.day.isoformat(), self._ISSUED
         rows, parts = [], []
         for k in batch:
-            r = voucher_decode.rows_of(k.parsed)
+            r = k.parsed.rows
             row = [*r.header, day, k.path, k.sha256, k.document,
                    json.dumps(k.findings, ensure_ascii=False) if k.findings else "[]", now]
             row[issued] = to_db(row[issued])

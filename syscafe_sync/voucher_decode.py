@@ -1,21 +1,23 @@
-"""The main server's voucher decoder: the checks of `caja.voucher.parse`, done by msgspec.
+"""The main server's voucher decoder: the checks of `caja.voucher.parse`, done by msgspec,
+and the voucher as the importer uses it.
 
 `caja.voucher.parse` is the reference: standard library only, so a point of
 sale can vendor it, and it words every refusal. Decoding and type-checking in
 Python was most of an import's time, though, so the importer decodes with
-msgspec (JSON and types checked in C) into the same ParsedVoucher: 0.19 s for
-20,000 vouchers here, against 0.48 s for the reference. Whatever the fast path cannot take as it is — a refusal, or one
-of the reference's lenient corners (an empty `customer`, a falsy `taxes`) —
-goes to the reference, which gives the verdict and the message. So the two can
-never disagree on what is refused; tests/test_voucher_decode.py checks that
-they agree on what is kept.
+msgspec (JSON and types checked in C). Whatever the fast path cannot take as it
+is — a refusal, or one of the reference's lenient corners (an empty `customer`,
+a falsy `taxes`) — goes to the reference, which gives the verdict and the
+message. So the two can never disagree on what is refused;
+tests/test_voucher_decode.py checks that they agree on what is kept.
 
-The fast path also hands the importer its insert rows, built from the strings
-as they came: handing Decimals to the database driver costs an adapter call
-per value, which was a fifth of an import's inserts. So it takes only money
-written the way Decimal writes it back (`"16000.00"`, not `" 16000"`), and
-the rows hold exactly what the adapter would have stored; other spellings go
-to the reference, whose rows `rows_of` builds from the parsed values.
+Either way the importer gets a Decoded voucher: the header, its rows for the
+database, and its amounts as Decimals for the findings, and no dict per line:
+building the reference's dicts, then rows from them, was a third of an
+import's own work. The rows hold money as text, since handing Decimals to the
+database driver costs an adapter call per value; so the fast path takes only
+money written the way Decimal writes it back (`"16000.00"`, not `" 16000"`),
+and the rows hold exactly what the adapter would have stored. Other spellings
+go to the reference, and `Decoded.of` stores them as Decimal writes them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import msgspec
 from .caja import voucher as reference
 from .caja.voucher import ParsedVoucher
 
-# The columns of the importer's rows, in their order; lines, taxes and payments get their voucher id after these.
+# The columns of the rows, in their order; lines, taxes and payments get their voucher id after these.
 HEADER = ("caja", "code", "number", "kind", "prefix", "cude", "issued_at", "issued_utc", "status", "shift",
           "cashier", "seller", "customer_id", "customer_id_type", "customer_name", "base", "tax", "tip", "total",
           "loyalty_customer", "loyalty_earned", "loyalty_redeemed")
@@ -40,9 +42,8 @@ PAYMENT = ("line_no", "method", "amount")
 
 @dataclass
 class Rows:
-    """A voucher as database rows: money as its canonical text, `issued_utc` still a datetime.
-    Tuples, not lists: holding only strings and numbers, the garbage collector stops tracking
-    them, where a batch's worth of lists made every collection walk them all (a fifth of the decoding)."""
+    """A voucher as database rows, tuples in the column orders above: money as its canonical
+    text, `issued_utc` still a datetime."""
 
     header: tuple
     lines: list[tuple] = field(default_factory=list)
@@ -51,10 +52,38 @@ class Rows:
 
 
 @dataclass
-class Decoded(ParsedVoucher):
-    """What the fast path gives: the ParsedVoucher, and its rows, built alongside it."""
+class Amounts:
+    """The money of a voucher as Decimals, for the findings' arithmetic (None where absent)."""
 
-    rows: Rows | None = field(default=None, compare=False)
+    lines: list[tuple] = field(default_factory=list)  # (quantity, unit_price, discount, base)
+    taxes: list[tuple] = field(default_factory=list)  # (line_no, type, rate, amount)
+    payments: list[decimal.Decimal] = field(default_factory=list)
+
+
+@dataclass
+class Decoded:
+    """A kept voucher as the importer uses it; `header` is the reference's, Decimals and all."""
+
+    header: dict
+    rows: Rows
+    amounts: Amounts = field(default_factory=Amounts)
+
+    @classmethod
+    def of(cls, parsed: ParsedVoucher) -> Decoded:
+        """The reference's result in this shape."""
+
+        def text(v):
+            return str(v) if isinstance(v, decimal.Decimal) else v
+
+        h = parsed.header
+        rows = Rows(tuple(text(h[c]) for c in HEADER), [tuple(text(x[c]) for c in LINE) for x in parsed.lines],
+                    [tuple(text(x[c]) for c in TAX) for x in parsed.taxes],
+                    [tuple(text(x[c]) for c in PAYMENT) for x in parsed.payments])
+        amounts = Amounts([(x["quantity"], x["unit_price"], x["discount"], x["base"]) for x in parsed.lines],
+                          [(x["line_no"], x["type"], x["rate"], x["amount"]) for x in parsed.taxes],
+                          [x["amount"] for x in parsed.payments])
+        return cls(h, rows, amounts)
+
 
 _S = str | None
 _I = int | None
@@ -129,12 +158,10 @@ class _Defer(Exception):
     """The fast path does not decide this document: the reference does."""
 
 
-def _dec(text: str | None) -> decimal.Decimal | None:
-    if text is None:
-        return None
+def _dec(text: str) -> decimal.Decimal:
     d = _Decimal(text)  # InvalidOperation goes to the reference, which words it
-    # "NaN", "Infinity": Decimal takes them, the reference refuses them. A spelling Decimal
-    # writes otherwise (" 5", "1e3", "1_0") is kept, but stored as Decimal writes it: rows_of does that.
+    # "NaN", "Infinity": Decimal takes them, the reference refuses them. Another spelling than
+    # Decimal's own (" 5", "1e3", "1_0") is the reference's too: Decoded.of stores it as Decimal writes it.
     if not d.is_finite() or str(d) != text:
         raise _Defer()
     return d
@@ -149,7 +176,9 @@ class _Money(dict):
     LIMIT = 50_000
 
     def __missing__(self, text):
-        d = _dec(text)  # _Defer leaves nothing behind
+        if text is None:  # another thread may look None up between clear() and its return below
+            return None
+        d = _dec(text)  # a _Defer leaves nothing behind
         if len(self) >= self.LIMIT:
             self.clear()
             self[None] = None
@@ -160,26 +189,12 @@ class _Money(dict):
 _MONEY = _Money({None: None})
 
 
-def rows_of(parsed: ParsedVoucher) -> Rows:
-    """The insert rows of a voucher: the fast path's own, or built from the parsed values."""
-    rows = getattr(parsed, "rows", None)
-    if rows is not None:
-        return rows
-
-    def text(v):
-        return str(v) if isinstance(v, decimal.Decimal) else v
-
-    h = parsed.header
-    return Rows(tuple(text(h[c]) for c in HEADER), [tuple(text(x[c]) for c in LINE) for x in parsed.lines],
-                [tuple(text(x[c]) for c in TAX) for x in parsed.taxes], [tuple(text(x[c]) for c in PAYMENT) for x in parsed.payments])
-
-
-def parse(raw: bytes) -> ParsedVoucher:
-    """The same ParsedVoucher as `caja.voucher.parse(raw)`, or its Refused."""
+def parse(raw: bytes) -> Decoded:
+    """What `caja.voucher.parse(raw)` keeps, as a Decoded voucher, or its Refused."""
     try:
         return _fast(raw)
     except (_Defer, msgspec.MsgspecError, ValueError, decimal.InvalidOperation):
-        return reference.parse(raw)
+        return Decoded.of(reference.parse(raw))
 
 
 def _fast(raw: bytes) -> Decoded:
@@ -212,25 +227,22 @@ def _fast(raw: bytes) -> Decoded:
     # The same values in HEADER's order, money as the (canonical) text it came as.
     rows = Rows((v.caja, v.code, v.number, v.kind, v.prefix, v.cude, v.issued_at, issued, v.status, v.shift,
                  v.cashier, v.seller, customer_id, id_type, name, base, tax, tip, total, l_customer, earned, redeemed))
-    parsed = Decoded(header=header, rows=rows)
-    out_lines, out_taxes, line_rows, tax_rows = parsed.lines, parsed.taxes, rows.lines, rows.taxes
+    out = Decoded(header, rows)
+    line_rows, tax_rows, line_amounts, tax_amounts = rows.lines, rows.taxes, out.amounts.lines, out.amounts.taxes
     for i, line in enumerate(lines):
-        product, description, q, u, d, b = line.product, line.description, line.quantity, line.unit_price, line.discount, line.base
-        out_lines.append({
-            "line_no": i, "product": product, "description": description,
-            "quantity": money[q], "unit_price": money[u], "discount": money[d], "base": money[b],
-        })
-        line_rows.append((i, product, description, q, u, d, b))
+        q, u, d, b = line.quantity, line.unit_price, line.discount, line.base
+        line_rows.append((i, line.product, line.description, q, u, d, b))
+        line_amounts.append((money[q], money[u], money[d], money[b]))
         for t in line.taxes or ():
             kind, rate, amount = t.type, t.rate, t.amount
             if kind is None:
                 raise _Defer()
-            out_taxes.append({"line_no": i, "type": kind, "rate": money[rate], "amount": money[amount]})
             tax_rows.append((i, kind, rate, amount))
+            tax_amounts.append((i, kind, money[rate], money[amount]))
     for k, pay in enumerate(v.payments or ()):
         method, amount = pay.method, pay.amount
         if method is None or amount is None:
             raise _Defer()
-        parsed.payments.append({"line_no": k, "method": method, "amount": money[amount]})
         rows.payments.append((k, method, amount))
-    return parsed
+        out.amounts.payments.append(money[amount])
+    return out
