@@ -226,10 +226,26 @@ def child_result(scenario: str, cmd: list[str]) -> dict:
     return json.loads(next(ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("RESULT "))[7:])
 
 
+def best(runs: list[dict]) -> dict:
+    fastest = min(runs, key=lambda r: r["seconds"])
+    return dict(fastest, rss_peak=max(r["rss_peak"] for r in runs))
+
+
 def best_of(n: int, scenario: str, data: Path, target: Path) -> dict:
-    runs = [run_child(scenario, data, target) for _ in range(n)]
-    best = min(runs, key=lambda r: r["seconds"])
-    return dict(best, rss_peak=max(r["rss_peak"] for r in runs))
+    return best([run_child(scenario, data, target) for _ in range(n)])
+
+
+def floor_and_fresh(n: int, data: Path, floor_db: Path, home: Path) -> tuple[dict, dict, list[float]]:
+    """The floor and the fresh import taken in turns, so that both see the machine as it is at
+    the time: this machine's speed drifts by a third within minutes, and three floors followed by
+    three imports compared the import with a floor timed at another speed. The ratio of each
+    pair is returned too."""
+    floors, freshes = [], []
+    for _ in range(n):
+        floors.append(run_child("floor", data, floor_db))
+        freshes.append(run_child("fresh", data, home))  # the last fresh home is kept for the next two
+    ratios = sorted(f["seconds"] / fl["seconds"] for fl, f in zip(floors, freshes))
+    return best(floors), best(freshes), ratios
 
 
 def expected(scenario: str, total: int) -> dict:
@@ -280,12 +296,12 @@ def main() -> None:
               + (f"written in {took:.1f} s (not timed below)" if took else "reused from an earlier --keep run"))
         files, size = warm(data)
         print(f"page cache: every file read once before timing ({files} files, {size / 2**20:.1f} MiB); "
-              f"the floor runs first. Each scenario: its own subprocess, best of {args.repeat}.\n")
+              f"the floor and the fresh import run in turns. Each scenario: its own subprocess, best of {args.repeat}.\n")
 
         home, floor_db = work / "home", work / "floor.db"
         made |= {home, floor_db, work / "floor.db-wal", work / "floor.db-shm"}
-        res = {"floor": best_of(args.repeat, "floor", data, floor_db),
-               "fresh": best_of(args.repeat, "fresh", data, home),  # the last fresh home is kept for the next two
+        floor_r, fresh_r, ratios = floor_and_fresh(args.repeat, data, floor_db, home)
+        res = {"floor": floor_r, "fresh": fresh_r,
                "rerun": best_of(args.repeat, "rerun", data, home),
                "overwrite": best_of(args.repeat, "overwrite", data, home)}
         floor_s = res["floor"]["seconds"]
@@ -304,7 +320,10 @@ def main() -> None:
             for p in r["problems"][:5]:
                 print(f"WARNING: {labels[k]}: {p}")
         fresh_x, rerun_x = res["fresh"]["seconds"] / floor_s, res["rerun"]["seconds"] / floor_s
-        print(f"goal: fresh <= 2x floor   -> {fresh_x:.2f}x  {'met' if fresh_x <= 2 else 'MISSED'}")
+        print(f"fresh / floor of each pair run in turn: {', '.join(f'{x:.2f}' for x in ratios)}")
+        worst = ratios[-1]
+        print(f"goal: fresh <= 2x floor   -> {fresh_x:.2f}x best of each, {worst:.2f}x the worst pair  "
+              f"{'met' if max(fresh_x, worst) <= 2 else 'MISSED'}")
         print(f"goal: re-run <= 0.1x floor -> {rerun_x:.3f}x  {'met' if rerun_x <= 0.1 else 'MISSED'}")
         print(f"goal: re-run reads no voucher file -> {res['rerun']['files_read']} read  "
               f"{'met' if res['rerun']['files_read'] == 0 else 'MISSED'}")

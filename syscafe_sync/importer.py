@@ -23,11 +23,11 @@ from operator import attrgetter
 
 from peewee import SqliteDatabase, chunked, fn
 
-from . import audit, catchup, closings, findings, registry, resolutions, synclog, voucher_decode
+from . import audit, catchup, closings, findings, gc_freeze, registry, resolutions, synclog, voucher_decode
 from .caja import layout
 from .caja.voucher import Refused
 from .config import Config
-from .db import write_transaction
+from .db import references_unchecked, write_transaction
 from .db.models import Notice, TimestampField, Refusal, Voucher, VoucherLine, VoucherPayment, VoucherTax, database, utcnow
 from .serve import CajaJob, Cancelled, serve_caja
 from .storage import Entry
@@ -112,11 +112,12 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
     """One caja, isolated: whatever happens here is reported in its result and the log, never raised."""
     started = time.monotonic()
     result = CajaResult(caja.name, day=day)
-    serve_caja(
-        config, caja, f"caja:{caja.name}", result, "import of",
-        "what was imported before stays, the rest comes on the next pass.",
-        lambda storage, lease: _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow()),
-    )
+    with gc_freeze.while_running():
+        serve_caja(
+            config, caja, f"caja:{caja.name}", result, "import of",
+            "what was imported before stays, the rest comes on the next pass.",
+            lambda storage, lease: _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow()),
+        )
     if result.outcome == "ok":
         # A past day with no folder has nothing left to wait for; today's may still appear.
         closed = result.closed if result.closed is not None else day < today(config, now)
@@ -153,13 +154,13 @@ def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
     return result
 
 
-@dataclass
+@dataclass(slots=True)
 class _Kept:
     key: tuple[str, int]
     path: str
     sha256: str
     document: str
-    parsed: voucher_decode.Decoded
+    rows: voucher_decode.Rows  # the decoded voucher's rows: all a batch keeps of it
     findings: list[dict]
     existing_id: int | None
 
@@ -329,7 +330,7 @@ class _CajaImport(CajaJob):
         h = parsed.header
         found = findings.of_voucher(parsed, self.day, self.now) + resolutions.numbering(
             h["code"], h["number"], h["prefix"], h["issued_at"], self.ranges.get(h["code"]))
-        self.batch.append(_Kept(key, path, sha, raw.decode("utf-8"), parsed, found, known[0] if known else None))
+        self.batch.append(_Kept(key, path, sha, raw.decode("utf-8"), parsed.rows, found, known[0] if known else None))
 
     def _keep_closing(self) -> None:
         """Keeps the day's closing.json as it is now, for `audit`; what it says is checked there, not here."""
@@ -360,7 +361,8 @@ class _CajaImport(CajaJob):
         batch, refused, resolved = self.batch, self.refused, self.resolved
         if not (batch or refused or resolved):
             return
-        with write_transaction():
+        # The lines, taxes and payments reference vouchers of this transaction or found in it.
+        with references_unchecked(), write_transaction():
             batch = self._drop_known_elsewhere(batch)
             self._write(batch)
             # Only files refused before can have a quarantine entry to close.
@@ -419,7 +421,7 @@ class _CajaImport(CajaJob):
         day, issued = self.day.isoformat(), self._ISSUED
         rows, parts = [], []
         for k in batch:
-            r = k.parsed.rows
+            r = k.rows
             row = [*r.header, day, k.path, k.sha256, k.document,
                    json.dumps(k.findings, ensure_ascii=False) if k.findings else "[]", now]
             row[issued] = to_db(row[issued])

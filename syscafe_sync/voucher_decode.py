@@ -40,7 +40,7 @@ TAX = ("line_no", "type", "rate", "amount")
 PAYMENT = ("line_no", "method", "amount")
 
 
-@dataclass
+@dataclass(slots=True)
 class Rows:
     """A voucher as database rows, tuples in the column orders above: money as its canonical
     text, `issued_utc` still a datetime."""
@@ -51,7 +51,7 @@ class Rows:
     payments: list[tuple] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Amounts:
     """The money of a voucher as Decimals, for the findings' arithmetic (None where absent)."""
 
@@ -60,7 +60,7 @@ class Amounts:
     payments: list[decimal.Decimal] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decoded:
     """A kept voucher as the importer uses it; `header` is the reference's, Decimals and all."""
 

@@ -264,3 +264,26 @@ def test_a_voucher_already_imported_from_another_days_folder_is_not_doubled(cfg,
     res = importer.import_day(cfg, [], other_day, "skip").results[0]
     assert (res.imported, res.skipped, res.refused) == (0, 1, 0)
     assert Voucher.select().count() == 1
+
+
+def test_references_go_unchecked_only_around_the_import_s_own_transaction(cfg):
+    """On SQLite the import's bulk insert skips the per-row foreign key search; outside it, and on
+    PostgreSQL always, a line that names no voucher is refused."""
+    from peewee import IntegrityError
+
+    from conftest import pgtest
+    from syscafe_sync.db import references_unchecked, write_transaction
+
+    class Undo(Exception):
+        pass
+
+    orphan = {"voucher": 987654, "line_no": 0}
+    if pgtest.mode() == "sqlite":
+        with pytest.raises(Undo):
+            with references_unchecked(), write_transaction():
+                VoucherLine.insert(**orphan).execute()  # taken: the import only writes lines of its own vouchers
+                raise Undo()
+    with pytest.raises(IntegrityError):
+        with write_transaction():
+            VoucherLine.insert(**orphan).execute()
+    assert VoucherLine.select().count() == 0

@@ -296,3 +296,17 @@ def test_read_many_gives_each_file_its_own_error_without_blocking(root):
     errors = {k.rsplit("/", 1)[1]: v.errno for k, v in got.items() if isinstance(v, OSError)}
     assert errors == {"FV1-2.json": errno.EINVAL, "FV1-3.json": errno.EFBIG, "FV1-5.json": errno.ENOENT}
     assert len(got["movements/2026-11-22/FV1-4.json"]) == 1024
+
+
+def test_a_file_longer_than_its_size_said_is_still_read_whole(tmp_path):
+    """The first read is sized by fstat; a file that grew since is read to its end, within the limit."""
+    from syscafe_sync.storage import local
+
+    p = tmp_path / "grew.json"
+    p.write_bytes(b"0123456789")
+    fd = os.open(p, os.O_RDONLY)
+    assert local._read_whole(fd, str(p), limit=100, size=3) == b"0123456789"
+    fd = os.open(p, os.O_RDONLY)
+    with pytest.raises(OSError) as exc:
+        local._read_whole(fd, str(p), limit=5, size=3)
+    assert exc.value.errno == errno.EFBIG

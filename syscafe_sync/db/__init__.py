@@ -120,6 +120,25 @@ def write_transaction():
     return db.atomic()
 
 
+@contextmanager
+def references_unchecked():
+    """Around a write transaction whose rows reference only rows that exist or that it wrote itself,
+    with ids it gave: on SQLite, each child row's foreign key is checked by a search of its parent's
+    table, a tenth of an import's inserts, for a check that cannot fail there. Set outside the
+    transaction, as SQLite ignores it inside one; this thread's connection only."""
+    from peewee import SqliteDatabase
+
+    db = database.obj
+    if not isinstance(db, SqliteDatabase):
+        yield
+        return
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        db.execute_sql("PRAGMA foreign_keys = ON")
+
+
 # SQLite has one writer at a time. Threads of this process that want to write wait here, and the next
 # one starts the moment the lock is free; left to SQLite, each would retry on its busy handler's
 # schedule (1, 2, 5, 10 … ms of sleep), which costs more than the short transactions themselves.
