@@ -172,7 +172,7 @@ def run_push(mode: str, cajas_dir: Path, home: Path, profile: bool, workers: int
     if profile:  # cProfile sees only its own thread: run each caja inline, not in bounded.call's worker
         import cProfile
 
-        bounded.call = lambda fn, timeout, what="step": fn()
+        bounded.call = lambda fn, timeout, what="step", **_: fn()
         profiler = cProfile.Profile()
         if cfg.db_url.startswith("sqlite:///"):
             # Inline, the job's `database.close()` closes the only connection, and SQLite then checkpoints
