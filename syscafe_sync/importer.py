@@ -170,7 +170,7 @@ _PG_MAX_PARAMS = 65535
 
 
 def _insert(model, columns: tuple[str, ...], values: list[list]) -> None:
-    """Bulk insert of `values`, lists in the order of `columns`, as the database takes them
+    """Bulk insert of `values`, rows in the order of `columns`, as the database takes them
     (str, int, None; Decimal too). peewee's insert_many builds a statement value by value, 80 %
     of an import's time: on SQLite one prepared statement run by executemany, on PostgreSQL
     (psycopg2) a few multi-row INSERTs built by the driver's execute_values."""
