@@ -6,7 +6,8 @@ makes tens of thousands of objects, enough to set off several full passes;
 each walked everything, which was 4 % of an import's time. gc.freeze() sets
 aside what exists when the job starts, so those passes walk only what the job
 made; gc.unfreeze() hands it all back when the last job running ends, so
-nothing is kept from the collector for longer than a job.
+nothing is kept from the collector once no job runs (jobs that overlap keep
+it set aside until the last one ends).
 """
 
 from __future__ import annotations
