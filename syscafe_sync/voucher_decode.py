@@ -173,7 +173,7 @@ class _Money(dict):
     checks. Decimals are immutable, so sharing them is safe; a miss that races another
     thread's only computes the same value twice."""
 
-    LIMIT = 50_000
+    LIMIT = 10_000  # a few hundred spellings repeat; the cap holds the cache to about 2 MB
 
     def __missing__(self, text):
         if text is None:  # another thread may look None up between clear() and its return below
