@@ -166,3 +166,21 @@ def test_two_imports_at_once_never_interleave_and_import_each_voucher_once(big_s
     assert imported == {"CAJA1": 1500, "CAJA2": 1500}
     assert len(snapshot(home)["vouchers"]) == 3000
     no_half_voucher(home)
+
+
+def test_money_is_stored_as_decimal_writes_it_whichever_way_the_caja_spelled_it(shop):
+    """Through the program, on real files: a price written "16000.00" is stored as it came; one written
+    " 16_000.00" (which Decimal takes) is stored as "16000.00" too, never as the caja's spelling."""
+    from conftest import voucher
+
+    home, f = shop
+    f["CAJA1"].add(1)
+    odd = voucher("CAJA1", "FV1", 2)
+    odd["lines"][0]["unit_price"] = " 16_000.00"
+    odd["totals"]["tip"] = "+0.00"
+    f["CAJA1"].raw(f"movements/{DAY}/FV1-2.json", json.dumps(odd))
+    doc = cli_json(home, "import", "CAJA1", "--date", DAY.isoformat())
+    assert [(r["imported"], r["refused"], r["flagged"]) for r in doc["results"]] == [(2, 0, 0)]
+    assert db_rows(home, "SELECT v.number, l.unit_price FROM voucher_line l JOIN voucher v ON v.id = l.voucher_id "
+                         "WHERE l.line_no = 0") == [("1", "16000.00"), ("2", "16000.00")]
+    assert db_rows(home, "SELECT number, tip FROM voucher") == [("1", "0.00"), ("2", "0.00")]

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from peewee import Database, OperationalError
+from peewee import Database, OperationalError, SqliteDatabase
 from playhouse.db_url import connect as url_connect
 
 from ..errors import ConfigError, NotInitialised
@@ -112,8 +112,6 @@ def write_transaction():
     """A transaction that will write. On SQLite it takes the write lock at BEGIN:
     a transaction that reads first and writes later fails at once with "database
     is locked" when another writer got in between, whatever the busy timeout."""
-    from peewee import SqliteDatabase
-
     db = database.obj
     if isinstance(db, SqliteDatabase):
         return _serialized(db.atomic(lock_type="IMMEDIATE"))
@@ -126,8 +124,6 @@ def references_unchecked():
     with ids it gave: on SQLite, each child row's foreign key is checked by a search of its parent's
     table, a tenth of an import's inserts, for a check that cannot fail there. Set outside the
     transaction, as SQLite ignores it inside one; this thread's connection only."""
-    from peewee import SqliteDatabase
-
     db = database.obj
     if not isinstance(db, SqliteDatabase):
         yield
@@ -168,8 +164,6 @@ def lock(*keys: str) -> None:
     value and the second commit would lose the first one's update. A transaction-level
     advisory lock is released by COMMIT or ROLLBACK, so a killed process never leaves one;
     the keys are taken in sorted order so two transactions cannot deadlock on them."""
-    from peewee import SqliteDatabase
-
     db = database.obj
     if isinstance(db, SqliteDatabase):
         return
