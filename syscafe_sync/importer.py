@@ -295,7 +295,7 @@ class _CajaImport(CajaJob):
 
     def _notice(self, path: str, kind: str) -> None:
         """Logs a name we do not recognise, once ever, not on every pass."""
-        inserted = Notice.insert(caja=self.caja.name, path=path, kind=kind, at=utcnow()).on_conflict_ignore().execute()
+        inserted = Notice.insert(caja=self.caja.name, path=path, kind=kind, at=utcnow()).on_conflict_ignore().as_rowcount().execute()
         if inserted:
             synclog.logger().info(f"{path} ignored: {kind}", caja=self.caja.name, action="import")
 

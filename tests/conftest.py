@@ -83,9 +83,14 @@ def pg_url():
 
 
 def _close_models() -> None:
+    """Closes every connection of the test's database, the pool's idle ones too, before it is dropped."""
+    from playhouse.pool import PooledDatabase
+
     from syscafe_sync.db.models import database
 
-    if database.obj is not None and not database.is_closed():
+    if isinstance(database.obj, PooledDatabase):
+        database.obj.close_all()
+    elif database.obj is not None and not database.is_closed():
         database.close()
 
 

@@ -1,0 +1,43 @@
+"""The connection pool: threads hand their connections on, and none is left open behind them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conftest import sqlite_only
+
+from syscafe_sync import registry, synclog
+from syscafe_sync.db.models import SyncLog
+from syscafe_sync.serve import in_pool
+
+
+def _open_db_files(home: Path) -> int:
+    """This process's file descriptors on the home's SQLite file (each connection holds one)."""
+    target = str((home / "syscafe-sync.db").resolve())
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == target
+        except OSError:
+            pass
+    return n
+
+
+def _log_in_threads(workers: int, n: int) -> None:
+    def one(i: int) -> None:
+        synclog.record(synclog.Entry(action="test", outcome="ok", message=f"row {i}"))
+        assert registry.all_cajas() == []
+
+    in_pool(workers, one, list(range(n)))
+
+
+@sqlite_only("counts the process's descriptors on the SQLite file")
+def test_many_threads_leave_no_more_connections_than_ran_at_once(home):
+    _log_in_threads(4, 8)
+    after_one = _open_db_files(home)
+    for _ in range(20):
+        _log_in_threads(4, 8)
+    assert SyncLog.select().where(SyncLog.action == "test").count() == 21 * 8
+    # 4 workers and this thread: what the first round opened, handed on ever since, never more.
+    assert _open_db_files(home) == after_one <= 5
