@@ -20,9 +20,18 @@ from peewee import IntegrityError
 
 from .db import write_transaction
 from .db.models import Lease, database, utcnow
+from .db.prepared import Prepared, slot
 from .errors import Busy, LeaseLost
 
 HOST = socket.gethostname()
+
+# Taken, renewed and given back once or more for every caja of every pass: kept compiled (db/prepared.py).
+_TAKE = Prepared(lambda: Lease.update(
+    holder=slot("holder"), host=slot("host"), pid=slot("pid"), acquired_at=slot("now", Lease.acquired_at),
+    expires_at=slot("expires"),
+).where((Lease.name == slot("name")) & ((Lease.expires_at < slot("at")) | (Lease.holder == slot("holder")))))
+_EXTEND = Prepared(lambda: Lease.update(expires_at=slot("expires")).where(
+    (Lease.name == slot("name")) & (Lease.holder == slot("holder"))))
 
 
 def pid_alive(pid: int) -> bool:
@@ -46,12 +55,8 @@ class CajaLease:
     def try_acquire(self) -> bool:
         now = time.time()
         with write_transaction():
-            taken = (
-                Lease.update(holder=self.holder, host=HOST, pid=os.getpid(), acquired_at=utcnow(), expires_at=now + self.seconds)
-                .where((Lease.name == self.name) & ((Lease.expires_at < now) | (Lease.holder == self.holder)))
-                .execute()
-            )
-            if taken:
+            if _TAKE.rowcount(holder=self.holder, host=HOST, pid=os.getpid(), now=utcnow(), expires=now + self.seconds,
+                              name=self.name, at=now):
                 return True
             current = Lease.get_or_none(Lease.name == self.name)
             if current is None:
@@ -87,9 +92,7 @@ class CajaLease:
         """Extends the lease; LeaseLost when another run took it meanwhile. Called inside a write
         transaction, this is the fence: the row stays locked until the commit, so nobody takes the
         lease between this check and the work it guards."""
-        if not Lease.update(expires_at=time.time() + self.seconds).where(
-            (Lease.name == self.name) & (Lease.holder == self.holder)
-        ).execute():
+        if not _EXTEND.rowcount(expires=time.time() + self.seconds, name=self.name, holder=self.holder):
             raise LeaseLost(f"{self.name}: this run's lease ran out and another run took it over "
                             f"({self.describe_holder()}); what it had not committed is left to that run.")
 
@@ -97,11 +100,11 @@ class CajaLease:
         """Gives the lease back. The row stays, expired: the next run on this name takes it with the
         one UPDATE of try_acquire, instead of an UPDATE, a SELECT and an INSERT, and every reader of
         leases treats an expired row as free. `forget` deletes it: a name no one will take again."""
-        where = (Lease.name == self.name) & (Lease.holder == self.holder)
-        if forget:
-            Lease.delete().where(where).execute()
-        else:
-            Lease.update(expires_at=0).where(where).execute()
+        with write_transaction():  # queued behind this process's other writers, not left to SQLite's busy sleeps
+            if forget:
+                Lease.delete().where((Lease.name == self.name) & (Lease.holder == self.holder)).execute()
+            else:
+                _EXTEND.execute(expires=0.0, name=self.name, holder=self.holder)
 
     def describe_holder(self) -> str:
         current = Lease.get_or_none(Lease.name == self.name)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 from . import catalogs, registry, synclog
@@ -26,11 +27,30 @@ from .caja import catalog as fmt
 from .config import Config
 from .db import write_transaction
 from .db.models import CajaCatalogs, utcnow
+from .db.prepared import Prepared, slot
 from .errors import SyncError, UsageError
 from .serve import CajaJob, in_pool, serve_caja
 from .storage import Storage
 
 MODES = ("partial", "total", "replace")
+
+# What the main server knows of a caja's catalogs: read once and written twice at every caja a push
+# changes, so kept compiled (db/prepared.py).
+_State = namedtuple("_State", "manifest manifest_sha extras pending_manifest pending_sha pending_extras")
+_READ_STATE = Prepared(lambda: CajaCatalogs.select(*(getattr(CajaCatalogs, f) for f in _State._fields)).where(
+    CajaCatalogs.caja == slot("caja")))
+_PENDING = Prepared(lambda: CajaCatalogs.insert(
+    caja=slot("caja"), pending_manifest=slot("manifest"), pending_sha=slot("sha"), pending_extras=slot("extras"),
+    updated_at=slot("now", CajaCatalogs.updated_at),
+).on_conflict(conflict_target=[CajaCatalogs.caja], update={
+    CajaCatalogs.pending_manifest: slot("manifest"), CajaCatalogs.pending_sha: slot("sha"),
+    CajaCatalogs.pending_extras: slot("extras"), CajaCatalogs.updated_at: slot("now", CajaCatalogs.updated_at)}))
+# Only over our own pending row: a push that took over meanwhile has its own, and the next push
+# adopts whichever manifest is at the caja.
+_COMMITTED = Prepared(lambda: CajaCatalogs.update(
+    manifest=slot("manifest"), manifest_sha=slot("sha"), extras=slot("extras"), pending_manifest=None, pending_sha=None,
+    pending_extras=None, updated_at=slot("now", CajaCatalogs.updated_at),
+).where((CajaCatalogs.caja == slot("caja")) & (CajaCatalogs.pending_sha == slot("sha"))))
 FOLDER = fmt.FOLDER
 MANIFEST = f"{FOLDER}/{fmt.MANIFEST}"
 # A journal is folded into a new snapshot once it holds more entries than this share of the records.
@@ -231,7 +251,7 @@ class _CajaPushJob(CajaJob):
         except fmt.CatalogError:
             return raw, None
 
-    def _known(self, raw: bytes | None, state: CajaCatalogs | None) -> tuple[dict | None, dict, str | None]:
+    def _known(self, raw: bytes | None, state: _State | None) -> tuple[dict | None, dict, str | None]:
         """(manifest we committed, records only the caja has, why it cannot be trusted)."""
         if raw is None:
             return None, {}, "no manifest at the caja (first push, or its catalogs folder was wiped)"
@@ -267,7 +287,8 @@ class _CajaPushJob(CajaJob):
 
     def _run(self) -> None:
         raw, disk_manifest = self._on_disk()
-        state = CajaCatalogs.get_or_none(CajaCatalogs.caja == self.caja.name)
+        row = _READ_STATE.one(caja=self.caja.name)
+        state = _State(*row) if row else None
         known, extras, distrust = self._known(raw, state)
         if not self.dry_run:
             self._clean(disk_manifest)
@@ -398,21 +419,12 @@ class _CajaPushJob(CajaJob):
         manifest_text, extras_text = json.dumps(manifest, ensure_ascii=False), json.dumps(extras, ensure_ascii=False)
         with write_transaction():
             self.lease.renew()  # the fence: a push whose lease another run took writes no manifest
-            CajaCatalogs.insert(caja=self.caja.name, pending_manifest=manifest_text, pending_sha=sha,
-                                pending_extras=extras_text, updated_at=utcnow()).on_conflict(
-                conflict_target=[CajaCatalogs.caja],
-                update={CajaCatalogs.pending_manifest: manifest_text, CajaCatalogs.pending_sha: sha,
-                        CajaCatalogs.pending_extras: extras_text, CajaCatalogs.updated_at: utcnow()},
-            ).execute()
+            _PENDING.execute(caja=self.caja.name, manifest=manifest_text, sha=sha, extras=extras_text, now=utcnow())
         self.storage.makedirs(FOLDER)
         self.storage.write_atomic(MANIFEST, data)  # the commit point
         self.result.bytes_written += len(data)
         with write_transaction():
-            # Only over our own pending row: a push that took over meanwhile has its own, and
-            # the next push adopts whichever manifest is at the caja.
-            CajaCatalogs.update(manifest=manifest_text, manifest_sha=sha, extras=extras_text, pending_manifest=None,
-                                pending_sha=None, pending_extras=None, updated_at=utcnow()).where(
-                (CajaCatalogs.caja == self.caja.name) & (CajaCatalogs.pending_sha == sha)).execute()
+            _COMMITTED.execute(caja=self.caja.name, manifest=manifest_text, sha=sha, extras=extras_text, now=utcnow())
 
     # --- files no manifest names -----------------------------------------------------------------
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import structlog
 
+from .db import write_transaction
 from .db.models import SyncLog, utcnow
+from .db.prepared import Prepared, slot
 
 LEVELS = ("debug", "info", "warning", "error")
 _LOGGER_NAME = "syscafe_sync"
@@ -67,7 +69,13 @@ class Entry:
     details: dict = field(default_factory=dict)
 
 
-def record(entry: Entry) -> SyncLog:
+_COLUMNS = ("at", "level", "caja", "action", "mode", "imported", "updated", "skipped", "refused", "duration_s",
+            "outcome", "message", "details")
+# One row for every caja action: kept compiled (db/prepared.py).
+_INSERT = Prepared(lambda: SyncLog.insert({getattr(SyncLog, c): slot(c, getattr(SyncLog, c)) for c in _COLUMNS}))
+
+
+def record(entry: Entry) -> None:
     """Writes the entry to the database and the log file."""
     fields = {
         "caja": entry.caja, "action": entry.action, "mode": entry.mode, "outcome": entry.outcome,
@@ -75,10 +83,10 @@ def record(entry: Entry) -> SyncLog:
         "refused": entry.refused, "duration_s": round(entry.duration_s, 3),
     }
     details = json.dumps(entry.details, ensure_ascii=False, default=str) if entry.details else None
-    row = SyncLog.create(at=utcnow(), level=entry.level, message=entry.message, details=details, **fields)
+    with write_transaction():  # queued behind this process's other writers, not left to SQLite's busy sleeps
+        _INSERT.execute(at=utcnow(), level=entry.level, message=entry.message, details=details, **fields)
     extra = {"details": entry.details} if entry.details else {}
     getattr(logger(), entry.level)(entry.message or entry.action, **fields, **extra)
-    return row
 
 
 def as_dict(row: SyncLog) -> dict:
