@@ -8,10 +8,13 @@ The caller must not start new work on that root meanwhile.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from .db.models import database
 
 T = TypeVar("T")
 
@@ -24,34 +27,86 @@ class Stopped(Exception):
     """The process was asked to stop while the step ran."""
 
 
+class _Step:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[], T]):
+        self.fn, self.done = fn, threading.Event()
+        self.result: list = []
+        self.error: list[BaseException] = []
+
+
+class _Runner:
+    """A daemon thread that runs steps one after another, and waits IDLE_S for the next before it ends.
+
+    A pass runs two bounded steps for each caja; a thread started for each one cost more than the
+    step itself did on a local folder. A runner whose step is still blocked when its caller gives
+    up stays out of the idle list until the step ends, so a step never waits behind a hung one."""
+
+    IDLE_S = 30.0
+    _idle: list[_Runner] = []
+    _lock = threading.Lock()
+
+    def __init__(self, name: str):
+        self._inbox: queue.SimpleQueue[_Step | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def take(cls, name: str) -> _Runner:
+        with cls._lock:
+            if cls._idle:
+                runner = cls._idle.pop()
+                runner.thread.name = name
+                return runner
+        return cls(name)
+
+    def start(self, step: _Step) -> None:
+        self._inbox.put(step)
+
+    def _serve(self) -> None:
+        step = None
+        while True:
+            try:
+                step = self._inbox.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if self in self._idle:
+                        self._idle.remove(self)
+                        return
+                continue  # taken at the instant the wait ended: its step is on the way
+            try:
+                step.result.append(step.fn())
+            except BaseException as exc:  # handed to the caller's thread below
+                step.error.append(exc)
+            finally:
+                step.fn = None
+                if database.obj is not None and not database.is_closed():
+                    database.close()  # a connection a step left open goes back to the pool, not idle with this thread
+                with self._lock:
+                    self._idle.append(self)
+                step.done.set()
+
+
 def call(fn: Callable[[], T], timeout: float, what: str = "step", stop: threading.Event | None = None,
          on_stop: Callable[[], None] | None = None, grace: float = 0.0) -> T:
     """fn() within `timeout` seconds. When `stop` is set meanwhile, `on_stop` asks fn to
     end at its next safe point, which it gets `grace` seconds to reach."""
-    result: list = []
-    error: list[BaseException] = []
-
-    def run():
-        try:
-            result.append(fn())
-        except BaseException as exc:  # handed to the caller's thread below
-            error.append(exc)
-
-    t = threading.Thread(target=run, name=f"bounded:{what}", daemon=True)
-    t.start()
+    step = _Step(fn)
+    _Runner.take(f"bounded:{what}").start(step)
     deadline = time.monotonic() + timeout
-    while t.is_alive() and (left := deadline - time.monotonic()) > 0:
-        # join() returns the moment the step ends; the stop is looked at every 50 ms.
-        t.join(left if stop is None else min(left, 0.05))
-        if stop is not None and stop.is_set() and t.is_alive():
+    while not step.done.is_set() and (left := deadline - time.monotonic()) > 0:
+        # wait() returns the moment the step ends; the stop is looked at every 50 ms.
+        step.done.wait(left if stop is None else min(left, 0.05))
+        if stop is not None and stop.is_set() and not step.done.is_set():
             if on_stop:
                 on_stop()
-            t.join(grace)
-            if t.is_alive():
+            step.done.wait(grace)
+            if not step.done.is_set():
                 raise Stopped(f"{what} did not stop within {grace:g} s of being asked to")
             break
-    if t.is_alive():
+    if not step.done.is_set():
         raise TimedOut(f"{what} did not answer within {timeout:g} s")
-    if error:
-        raise error[0]
-    return result[0]
+    if step.error:
+        raise step.error[0]
+    return step.result[0]
