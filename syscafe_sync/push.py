@@ -420,7 +420,8 @@ class _CajaPushJob(CajaJob):
         with write_transaction():
             self.lease.renew()  # the fence: a push whose lease another run took writes no manifest
             _PENDING.execute(caja=self.caja.name, manifest=manifest_text, sha=sha, extras=extras_text, now=utcnow())
-        self.storage.makedirs(FOLDER)
+        # No makedirs: every commit follows a write into the folder (a snapshot, or an append to a journal),
+        # and on an smb:// root asking again is two round trips for each caja.
         self.storage.write_atomic(MANIFEST, data)  # the commit point
         self.result.bytes_written += len(data)
         with write_transaction():
