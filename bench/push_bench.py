@@ -171,16 +171,12 @@ def run_push(mode: str, cajas_dir: Path, home: Path, profile: bool, workers: int
         cfg.limits["workers"] = workers  # as if set in config.toml
     roots = {p.name: p for p in caja_roots(cajas_dir)}
     profiler = None
-    if profile:  # cProfile sees only its own thread: run each caja inline, not in bounded.call's worker
+    if profile:  # cProfile sees only its own thread: every caja inline, not in the pool's or bounded.call's
         import cProfile
 
         bounded.call = lambda fn, timeout, what="step", **_: fn()
+        push.in_pool = lambda workers, fn, items: [fn(item) for item in items]
         profiler = cProfile.Profile()
-        if cfg.db_url.startswith("sqlite:///"):
-            # Inline, the job's `database.close()` closes the only connection, and SQLite then checkpoints
-            # the WAL at every caja. Threaded, the main thread's connection stays open: one more keeps it so.
-            keep_open = sqlite3.connect(cfg.db_url[len("sqlite:///"):])
-            keep_open.execute("SELECT count(*) FROM sqlite_master").fetchone()
     before = {name: folder_state(root) for name, root in roots.items()}
     wchar_before = process_wchar()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
