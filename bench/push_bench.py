@@ -118,6 +118,54 @@ def measured_writes(before: dict, after: dict) -> tuple[int, int, list[str]]:
     return written, growth, notes
 
 
+def flush_floor(work: Path, cajas: int, rounds: int = 5) -> tuple[float, float]:
+    """What the disk alone takes for a partial push's writes at every caja, with nothing else running:
+    a journal append, a manifest written by temporary name and rename, each flushed as the push flushes
+    them (the file, the file, the folder). Best of `rounds`, one caja after the other and all at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = work / "flush-floor"
+    folders = [base / f"c{i}" for i in range(cajas)]
+    for f in folders:
+        f.mkdir(parents=True, exist_ok=True)
+
+    def one(folder: Path) -> None:
+        fd = os.open(folder / "journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            os.write(fd, b"x" * 1909)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fd = os.open(folder / "manifest.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            os.write(fd, b"x" * 415)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(folder / "manifest.tmp", folder / "manifest.json")
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def best(run) -> float:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    try:
+        serial = best(lambda: [one(f) for f in folders])
+        with ThreadPoolExecutor(max_workers=cajas) as pool:
+            together = best(lambda: list(pool.map(one, folders)))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return serial, together
+
+
 def process_wchar() -> int | None:
     """Bytes this process handed to write() so far (Linux), database and log included."""
     try:
@@ -445,6 +493,10 @@ def main() -> None:
         # Two total pushes to compare with: the one a partial push saves (the same cajas, holding the catalog,
         # get the change by a total push, which reads each caja's records to keep the ones only it has), and
         # the first push to empty cajas (where a partial push is a total one), which reads nothing back.
+        if not args.smb:
+            serial, together = flush_floor(work, args.cajas)
+            print(f"the disk alone, for a partial push's three flushes at each of the {args.cajas} cajas (nothing else "
+                  f"running): {serial * 1000:.1f} ms one caja after the other, {together * 1000:.1f} ms all at once")
         for k, what in (("total-again", "the total push it saves (4b: cajas hold the catalog)"),
                         ("total", "the first total push to empty cajas (1)")):
             share = partial["seconds"] / res[k]["seconds"]
