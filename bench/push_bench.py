@@ -124,30 +124,26 @@ def flush_floor(work: Path, cajas: int, rounds: int = 5) -> tuple[float, float]:
     them (the file, the file, the folder). Best of `rounds`, one caja after the other and all at once."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from syscafe_sync.caja.writer import fsync_dir
+
     base = work / "flush-floor"
     folders = [base / f"c{i}" for i in range(cajas)]
     for f in folders:
         f.mkdir(parents=True, exist_ok=True)
 
+    def flushed(path: Path, flags: int, size: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags)
+        try:
+            os.write(fd, b"x" * size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def one(folder: Path) -> None:
-        fd = os.open(folder / "journal", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-            os.write(fd, b"x" * 1909)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fd = os.open(folder / "manifest.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            os.write(fd, b"x" * 415)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        flushed(folder / "journal", os.O_APPEND, 1909)
+        flushed(folder / "manifest.tmp", os.O_TRUNC, 415)
         os.replace(folder / "manifest.tmp", folder / "manifest.json")
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(str(folder))
 
     def best(run) -> float:
         times = []
