@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
-from conftest import sqlite_only
+import pgtest
+from conftest import PG_HOMES, sqlite_only
 
 from syscafe_sync import registry, synclog
-from syscafe_sync.db.models import SyncLog
+from syscafe_sync.db.models import SyncLog, database
 from syscafe_sync.serve import in_pool
 
 
@@ -41,3 +43,17 @@ def test_many_threads_leave_no_more_connections_than_ran_at_once(home):
     assert SyncLog.select().where(SyncLog.action == "test").count() == 20 * 8
     # 4 workers and this thread at most, handed on from round to round: 20 rounds of fresh threads open no more.
     assert max(open_after) <= 5, open_after
+
+
+def test_connections_the_postgresql_server_dropped_are_not_handed_out_again(pg_home):
+    """A PostgreSQL restart (here: every backend of the database terminated) between two passes:
+    the pool's idle connections are dead, and the next pass must not fail on them."""
+    _log_in_threads(4, 8)  # the pool now holds idle connections
+    name = urlparse(PG_HOMES[pg_home]).path.lstrip("/")
+    with pgtest.server().conn.cursor() as cur:
+        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()", (name,))
+        assert cur.fetchone()[0] >= 2
+    database.close()  # this thread's own was dropped too: as the service's pass threads do, it hands it back
+    _log_in_threads(4, 8)
+    assert SyncLog.select().where(SyncLog.action == "test").count() == 16
