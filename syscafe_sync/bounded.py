@@ -48,7 +48,7 @@ class _Runner:
     _lock = threading.Lock()
 
     def __init__(self, name: str):
-        self._inbox: queue.SimpleQueue[_Step | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Step] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self.thread.start()
 
@@ -65,7 +65,6 @@ class _Runner:
         self._inbox.put(step)
 
     def _serve(self) -> None:
-        step = None
         while True:
             try:
                 step = self._inbox.get(timeout=self.IDLE_S)

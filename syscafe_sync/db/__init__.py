@@ -81,8 +81,9 @@ def open_url(url: str, pooled: bool = False) -> Database:
     schema, and with the pragmas that was 0.7 ms a time, more than the caja's own statements took; on
     PostgreSQL a connection is a TCP handshake and a backend process. A connection serves one thread
     at a time (peewee keeps it thread-local until close()), so sharing it across threads is safe:
-    hence SQLite's check_same_thread=False. Connections are renewed after STALE_S, so a PostgreSQL
-    server's or firewall's idle cut never hands out a dead one for long."""
+    hence SQLite's check_same_thread=False. A PostgreSQL connection is tried (SELECT 1) each time it
+    is handed out, so one the server or a firewall dropped between passes is discarded, not used;
+    every connection is renewed after STALE_S."""
     scheme = kind(url)
     pool = {"max_connections": None, "stale_timeout": STALE_S} if pooled else {}
     if pooled and scheme:

@@ -26,7 +26,7 @@ class _Slot:
 
 def slot(name: str, field: Field | None = None) -> Value:
     """A value given at each run, by keyword `name`; `field` converts it as the model would (a datetime
-    to a TimestampField's integer, say); without one it is bound as given."""
+    to a TimestampField's UTC text, say); without one it is bound as given."""
     return Value(_Slot(name, field), converter=False)
 
 
