@@ -251,6 +251,14 @@ class _CajaPushJob(CajaJob):
         except fmt.CatalogError:
             return raw, None
 
+    def _known_without_reading(self, name: str, entry: dict) -> bool:
+        """Whether the main server knows which records only the caja has without reading its catalog back:
+        the caja holds what its manifest (ours) says, the main server's records at that version and the
+        caja's own (`extras`). A record the main server deleted since then is one the caja still has and
+        the main server no longer does, and its data is gone from the main server: only then is the
+        caja's catalog read."""
+        return not any(deleted for _, _, deleted, _ in self.main.changes(name, entry["version"]))
+
     def _known(self, raw: bytes | None, state: _State | None) -> tuple[dict | None, dict, str | None]:
         """(manifest we committed, records only the caja has, why it cannot be trusted)."""
         if raw is None:
@@ -325,7 +333,8 @@ class _CajaPushJob(CajaJob):
             if reason is None:
                 return self._partial(name, entry, extras, taken)
             return self._snapshot(name, "total", disk_manifest, taken, fallback=reason)
-        return self._snapshot(name, self.mode, disk_manifest, taken)
+        trusted = entry if distrust is None and entry is not None and entry["key"] == cat.key else None
+        return self._snapshot(name, self.mode, disk_manifest, taken, trusted=trusted, extras=extras)
 
     def _partial(self, name, entry, extras, taken):
         changes = self.main.changes(name, entry["version"])
@@ -377,11 +386,15 @@ class _CajaPushJob(CajaJob):
             else:
                 outcome.change.append(key)  # without reading the caja, new and changed look alike
 
-    def _snapshot(self, name, mode, disk_manifest, taken, fallback=None):
+    def _snapshot(self, name, mode, disk_manifest, taken, fallback=None, trusted=None, extras=None):
         live = self.main.live(name)
         cat = self.main.catalogs[name]
-        current = self._caja_records(name, disk_manifest) if (mode == "total" or self.dry_run) else {}
-        kept = {k: v for k, v in current.items() if k not in live} if mode == "total" else {}
+        if mode == "total" and not self.dry_run and trusted is not None and self._known_without_reading(name, trusted):
+            kept = {k: v for k, v in (extras or {}).items() if k not in live}
+            current = None
+        else:
+            current = self._caja_records(name, disk_manifest) if (mode == "total" or self.dry_run) else {}
+            kept = {k: v for k, v in current.items() if k not in live} if mode == "total" else {}
         records = {**kept, **live}
         if self.dry_run:
             outcome = CatalogOutcome(name, mode, cat.version, fallback=fallback)

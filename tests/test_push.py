@@ -107,6 +107,28 @@ def test_total_keeps_records_only_the_caja_has_and_replace_drops_them(shop):
     assert out.mode == "replace" and "P001" not in view.records and view.sha256 == main_sha()
 
 
+def test_total_keeps_the_cajas_own_records_from_what_the_main_server_knows_without_reading_them(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    without_p001 = {k: v for k, v in prices.items() if k != "P001"}
+    reload(tmp, without_p001)
+    run(cfg, "total", "CAJA1")  # P001 is now a record only CAJA1 has
+    folder = c1.root / "catalogs"
+    snapshot = folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"]["snapshot"]
+    # Damaged so that reading it back would find nothing: only what the main server knows can keep P001.
+    snapshot.write_bytes(b" " * snapshot.stat().st_size)
+    reload(tmp, dict(without_p001, P002="2.00"))  # a price change, no deletion
+    [out] = run(cfg, "total", "CAJA1")["CAJA1"].catalogs
+    view = read_catalog(c1.root, "products")
+    assert (out.mode, out.fallback) == ("total", None)
+    assert "P001" in view.records and view.records["P002"]["price"] == "2.00" and len(view.records) == 50
+    # A deletion since the caja's version: its data is gone from the main server, so the caja is read.
+    reload(tmp, {k: v for k, v in without_p001.items() if k != "P003"} | {"P002": "2.00"})
+    run(cfg, "total", "CAJA1")
+    view = read_catalog(c1.root, "products")
+    assert {"P001", "P003"} <= set(view.records) and len(view.records) == 50
+
+
 def test_dry_run_writes_nothing_and_says_what_would_change(shop):
     cfg, c1, _, prices, tmp = shop
     run(cfg)
