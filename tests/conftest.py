@@ -20,9 +20,10 @@ BOGOTA = dt.timezone(dt.timedelta(hours=-5))
 DAY = dt.date(2026, 11, 22)
 
 
-def voucher(caja: str, code: str, number: int, day: dt.date = DAY, **kw) -> dict:
-    """A small valid voucher: two lines (INC 8 %, IVA 19 %), split payment."""
-    issued = dt.datetime.combine(day, dt.time(8, 0), BOGOTA) + dt.timedelta(minutes=number % 600)
+def voucher(caja: str, code: str, number: int, day: dt.date = DAY, issued: dt.datetime | None = None, **kw) -> dict:
+    """A small valid voucher: two lines (INC 8 %, IVA 19 %), split payment; issued at 08:00 of `day` plus
+    `number` minutes, unless `issued` says when."""
+    issued = issued or dt.datetime.combine(day, dt.time(8, 0), BOGOTA) + dt.timedelta(minutes=number % 600)
     lines = kw.pop("lines", [
         {"product": "ALM-EJ", "description": "Almuerzo ejecutivo", "quantity": "2", "unit_price": "16000.00",
          "discount": "3200.00", "taxes": [{"type": "INC", "rate": "8"}]},

@@ -32,6 +32,13 @@ def today() -> dt.date:
     return dt.datetime.now(TZ).date()
 
 
+def earlier_today() -> dt.datetime:
+    """An instant of today that has passed: a voucher of today issued at 08:00 is in the future before 08:00,
+    and gets a finding."""
+    now = dt.datetime.now(TZ)
+    return max(dt.datetime.combine(now.date(), dt.time(0), TZ), now - dt.timedelta(hours=1))
+
+
 def start_daemon(home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "daemon", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home, env))
@@ -367,7 +374,7 @@ def test_a_new_voucher_in_a_local_folder_is_imported_within_seconds(home, two, d
     assert "watching 2 local folders" in first_pass.message
     written = time.monotonic()
     for n in (1, 2, 3):  # a POS writing three sales, each file an event or more, all within the debounce
-        c1.add(n, day=today())
+        c1.add(n, day=today(), issued=earlier_today())
         time.sleep(0.1)
     assert wait_for(lambda: count("CAJA1") == 3, 10), "a file event starts the import"
     took = time.monotonic() - written
