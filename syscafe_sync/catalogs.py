@@ -432,6 +432,12 @@ def changes_since(name: str, version: int) -> list[tuple[int, str, bool, str | N
             .order_by(CatalogRecord.version).tuples()]
 
 
+def deleted_since(name: str, version: int) -> bool:
+    """Whether a record was deleted after `version` (an indexed look, no record's data read)."""
+    return (CatalogRecord.select().where((CatalogRecord.catalog == name) & (CatalogRecord.version > version)
+                                         & CatalogRecord.deleted).exists())
+
+
 def view(name: str, attempts: int = 5) -> tuple[Catalog, dict[str, str]]:
     """The catalog row and its live records as of one version, even while a load commits.
 

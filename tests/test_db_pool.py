@@ -9,14 +9,14 @@ from urllib.parse import urlparse
 import pgtest
 from conftest import PG_HOMES, sqlite_only
 
-from syscafe_sync import registry, synclog
+from syscafe_sync import config as config_mod, registry, synclog
 from syscafe_sync.db.models import SyncLog, database
 from syscafe_sync.serve import in_pool
 
 
 def _open_db_files(home: Path) -> int:
     """This process's file descriptors on the home's SQLite file (each connection holds one)."""
-    target = str((home / "syscafe-sync.db").resolve())
+    target = str((home / config_mod.DB_FILE).resolve())
     n = 0
     for fd in os.listdir("/proc/self/fd"):
         try:

@@ -264,6 +264,15 @@ def test_unknown_database_url_gives_exit_2(tmp_path, url):
     assert repr(url) in line
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:main.db"])
+def test_a_sqlite_url_that_names_no_file_gives_exit_2_and_creates_nothing(tmp_path, url, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = run_cli(tmp_path / "home", "--db", url, "init", check=2)
+    line = one_error_line(proc)
+    assert repr(url) in line and "sqlite:///PATH" in line
+    assert not any(p.suffix == ".db" for p in tmp_path.rglob("*")), "no database file made from part of the URL"
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 def test_postgresql_init_and_caja_add(tmp_path, pg_url, caja_folder):

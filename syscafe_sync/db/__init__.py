@@ -86,10 +86,17 @@ def open_url(url: str, pooled: bool = False) -> Database:
     every connection is renewed after STALE_S."""
     scheme = kind(url)
     pool = {"max_connections": None, "stale_timeout": STALE_S} if pooled else {}
+    given = url  # what messages name
     if pooled and scheme:
         url = _pool_scheme(url)
     if scheme == "sqlite":
         path = sqlite_path(url)
+        if pooled and (not path or path == ":memory:"):
+            # sqlite:// is a database in memory, and sqlite:NAME a file peewee names from part of NAME: the
+            # first is gone when the command ends and, pooled, is another empty one for every connection.
+            raise ConfigError(f"database URL {redact(given)!r} names no database file; give sqlite:///PATH (three "
+                              "slashes, then the file's path) or postgresql://…, in --db, SYSCAFE_SYNC_DB or "
+                              "database.url in config.toml.")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         if pooled:
@@ -98,7 +105,7 @@ def open_url(url: str, pooled: bool = False) -> Database:
     elif scheme == "postgres":
         db = url_connect(url, field_types=_FIELD_TYPES["postgres"], **pool)
     else:
-        raise ConfigError(f"database URL {redact(url)!r} is neither sqlite:///PATH nor postgresql://…; fix --db, "
+        raise ConfigError(f"database URL {redact(given)!r} is neither sqlite:///PATH nor postgresql://…; fix --db, "
                           "SYSCAFE_SYNC_DB or database.url in config.toml.")
     return db
 
