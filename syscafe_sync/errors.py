@@ -35,6 +35,10 @@ class OutsideRoot(SyncError):
     """A path that would leave the caja root (`..`, a separator, a link leading out)."""
 
 
+class ShortFile(SyncError):
+    """A file holds fewer bytes than a writer about to append at its end expected: cut or replaced by someone else."""
+
+
 class Unreachable(SyncError):
     """The caja root did not answer within its time bound."""
 

@@ -28,7 +28,7 @@ from .config import Config
 from .db import write_transaction
 from .db.models import CajaCatalogs, utcnow
 from .db.prepared import Prepared, slot
-from .errors import SyncError, UsageError
+from .errors import ShortFile, SyncError, UsageError
 from .serve import CajaJob, in_pool, serve_caja
 from .storage import Storage
 
@@ -182,6 +182,15 @@ class MainCatalogs:
         return f'{head}, "records": [\n{body}\n]}}\n'.encode("utf-8")
 
 
+def manifest_json(manifest: dict) -> str:
+    """The manifest as a person reads it, one catalog a line. Built from compact pieces: json's
+    `indent=` takes its pure-Python encoder, which cost a partial push more than its database rows."""
+    head = json.dumps({k: v for k, v in manifest.items() if k != "catalogs"}, ensure_ascii=False)[:-1]
+    lines = ",\n".join(f" {json.dumps(name, ensure_ascii=False)}: {json.dumps(entry, ensure_ascii=False)}"
+                        for name, entry in manifest["catalogs"].items())
+    return f'{head}, "catalogs": {{\n{lines}\n}}}}\n'
+
+
 def push(config: Config, names: list[str] | tuple[str, ...] = (), mode: str = "partial", dry_run: bool = False,
          now: dt.datetime | None = None) -> PushResult:
     if mode not in MODES:
@@ -279,6 +288,10 @@ class _CajaPushJob(CajaJob):
         size = self.storage.size(f"{FOLDER}/{entry['journal']}")
         return size is not None and size >= entry["journal_bytes"]
 
+    @staticmethod
+    def _short_journal(entry: dict, detail: str = "") -> str:
+        return f"{FOLDER}/{entry['journal']} is shorter than its manifest says" + (f" ({detail})" if detail else "")
+
     def _caja_records(self, name: str, manifest: dict | None) -> dict[str, str]:
         """The caja's current records of `name`, read as a reader would; empty when they cannot be read."""
         if not manifest or name not in manifest["catalogs"]:
@@ -330,15 +343,15 @@ class _CajaPushJob(CajaJob):
                 reason = f"the caja has no {name} catalog yet"
             elif reason is None and entry["key"] != cat.key:
                 reason = f"the caja's {name} catalog is keyed by {entry['key']}, the main server's by {cat.key}"
-            elif reason is None and not self._journal_intact(entry):
-                reason = f"{FOLDER}/{entry['journal']} is shorter than its manifest says"
+            elif reason is None and self.dry_run and not self._journal_intact(entry):
+                reason = self._short_journal(entry)  # a push finds it out as it appends: no step of its own
             if reason is None:
-                return self._partial(name, entry, extras, taken)
+                return self._partial(name, entry, extras, disk_manifest, taken)
             return self._snapshot(name, "total", disk_manifest, taken, fallback=reason)
         trusted = entry if distrust is None and entry is not None and entry["key"] == cat.key else None
         return self._snapshot(name, self.mode, disk_manifest, taken, trusted=trusted, extras=extras)
 
-    def _partial(self, name, entry, extras, taken):
+    def _partial(self, name, entry, extras, disk_manifest, taken):
         changes = self.main.changes(name, entry["version"])
         cat = self.main.catalogs[name]
         if not changes:
@@ -372,7 +385,10 @@ class _CajaPushJob(CajaJob):
             return outcome, None, kept
         data = ("\n".join(lines) + "\n").encode("utf-8")
         # Cut back to what the manifest names (dropping a killed push's tail), then append.
-        size = self.storage.append(f"{FOLDER}/{entry['journal']}", data, at=entry["journal_bytes"])
+        try:
+            size = self.storage.append(f"{FOLDER}/{entry['journal']}", data, at=entry["journal_bytes"])
+        except ShortFile as exc:  # cut or replaced by hand: nothing was appended
+            return self._snapshot(name, "total", disk_manifest, taken, fallback=self._short_journal(entry, str(exc)))
         self.result.bytes_written += len(data)
         # No lease renewal here: an append is short, and _commit renews it (the fence) before the manifest.
         records = {**kept, **live} if kept else None
@@ -429,9 +445,10 @@ class _CajaPushJob(CajaJob):
         return outcome, entry
 
     def _commit(self, manifest: dict, extras: dict) -> None:
-        data = (json.dumps(manifest, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+        manifest_text = manifest_json(manifest)
+        data = manifest_text.encode("utf-8")
         sha = hashlib.sha256(data).hexdigest()
-        manifest_text, extras_text = json.dumps(manifest, ensure_ascii=False), json.dumps(extras, ensure_ascii=False)
+        extras_text = json.dumps(extras, ensure_ascii=False)
         with write_transaction():
             self.lease.renew()  # the fence: a push whose lease another run took writes no manifest
             _PENDING.execute(caja=self.caja.name, manifest=manifest_text, sha=sha, extras=extras_text, now=utcnow())

@@ -151,6 +151,30 @@ def test_a_wiped_catalogs_folder_gets_a_total_push(shop):
     assert read_catalog(c1.root, "products").sha256 == main_sha()
 
 
+@pytest.mark.parametrize("cut", ["shortened", "deleted"])
+def test_a_journal_cut_at_the_caja_gets_a_total_push_and_the_caja_reads_whole_again(shop, cut):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    reload(tmp, dict(prices, P020="1.00"))
+    run(cfg, "partial", "CAJA1")  # the journal now holds one line
+    folder = c1.root / "catalogs"
+    journal = folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"]["journal"]
+    if cut == "shortened":
+        journal.write_bytes(journal.read_bytes()[:10])
+    else:
+        journal.unlink()
+    reload(tmp, dict(prices, P020="1.00", P021="2.00"))
+    [dry] = run(cfg, "partial", "CAJA1", dry_run=True)["CAJA1"].catalogs
+    assert dry.mode == "total" and "is shorter than its manifest says" in dry.fallback
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total" and f"{journal.name} is shorter than its manifest says" in out.fallback
+    assert ("holds 10 bytes" if cut == "shortened" else "is missing") in out.fallback
+    view = read_catalog(c1.root, "products")
+    assert view.sha256 == main_sha() and view.records["P021"]["price"] == "2.00"
+    [again] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert again.mode == "unchanged"
+
+
 def test_a_manifest_changed_by_hand_is_not_trusted(shop):
     cfg, c1, _, prices, tmp = shop
     run(cfg)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from syscafe_sync import config as config_mod
-from syscafe_sync.errors import OutsideRoot
+from syscafe_sync.errors import OutsideRoot, ShortFile
 from syscafe_sync.storage import open_root
 
 
@@ -70,6 +70,13 @@ def test_writes(root):
     assert st.append("catalogs/j.jsonl", b"one\n", at=0) == 4
     assert st.append("catalogs/j.jsonl", b"two\n", at=4) == 8
     assert st.append("catalogs/j.jsonl", b"TWO\n", at=4) == 8  # what a killed writer left is cut first
+    assert (disk / "catalogs" / "j.jsonl").read_bytes() == b"one\nTWO\n"
+    # Shorter than the writer expects (cut by someone else): refused whole, never padded with a gap.
+    with pytest.raises(ShortFile, match="holds 8 bytes; 9 were expected"):
+        st.append("catalogs/j.jsonl", b"three\n", at=9)
+    with pytest.raises(ShortFile, match="is missing"):
+        st.append("catalogs/gone.jsonl", b"x\n", at=1)
+    assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["j.jsonl", "manifest.json"]
     assert (disk / "catalogs" / "j.jsonl").read_bytes() == b"one\nTWO\n"
     st.remove("catalogs/j.jsonl")
     st.remove("catalogs/j.jsonl")  # already gone: fine

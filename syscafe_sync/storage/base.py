@@ -86,7 +86,9 @@ class Storage(ABC):
 
     @abstractmethod
     def append(self, rel: str, data: bytes, at: int) -> int:
-        """Cuts file `rel` back to `at` bytes (dropping what a killed writer left), appends `data`, flushes; returns the new size."""
+        """Cuts file `rel` back to `at` bytes (dropping what a killed writer left), appends `data`, flushes; returns the new size.
+        ShortFile, with nothing written, when the file holds fewer than `at` bytes (a missing one holds none):
+        appending there would leave a gap. Its size comes with the open, so checking costs no extra step."""
 
     @abstractmethod
     def remove(self, rel: str) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import OutsideRoot
+from ..errors import OutsideRoot, ShortFile
 from ..caja.layout import temp_name
 from ..caja.writer import fsync_dir
 from .base import Entry, Storage, split_rel
@@ -33,6 +33,10 @@ class LocalStorage(Storage):
         self.root = Path(root)
         self._root_str = str(self.root)
         self._real_root: str | None = None
+        # Folders (by rel) found inside the root, for this storage's life: one caja's pass. A push
+        # stats, appends, writes and renames in one folder, and resolving it each time was a system
+        # call per part of the path, for every file.
+        self._inside: set[str] = set()
         # Linux tells where an open file really is; elsewhere the path is resolved before opening.
         self._proc_fd = os.path.isdir("/proc/self/fd")
 
@@ -52,10 +56,15 @@ class LocalStorage(Storage):
         if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
             raise OutsideRoot(f"{rel!r} in {self.display} is a link that leads outside the caja root ({real}); it is refused.")
 
+    def _check_folder(self, folder: str, rel: str) -> None:
+        if rel not in self._inside:
+            self._check_inside(folder, rel or ".")
+            self._inside.add(rel)
+
     def list(self, rel: str = "") -> list[Entry]:
         folder = self._path(rel)
         if rel:
-            self._check_inside(folder, rel)
+            self._check_folder(folder, rel)
         entries = []
         with os.scandir(folder) as it:
             for e in it:
@@ -164,8 +173,7 @@ class LocalStorage(Storage):
 
     def _write_path(self, rel: str) -> str:
         path = self._path(rel)
-        folder = os.path.dirname(path)
-        self._check_inside(folder, rel.rpartition("/")[0] or ".")
+        self._check_folder(os.path.dirname(path), rel.rpartition("/")[0])
         if os.path.islink(path):
             raise OutsideRoot(f"{rel!r} in {self.display} is a link; the main server writes only plain files there.")
         return path
@@ -179,7 +187,7 @@ class LocalStorage(Storage):
     def makedirs(self, rel: str) -> None:
         path = self._path(rel)
         os.makedirs(path, exist_ok=True)
-        self._check_inside(path, rel)
+        self._check_folder(path, rel)
 
     def write_atomic(self, rel: str, data: bytes) -> None:
         path = self._write_path(rel)
@@ -199,7 +207,16 @@ class LocalStorage(Storage):
 
     def append(self, rel: str, data: bytes, at: int) -> int:
         path = self._write_path(rel)
-        with open(path, "r+b" if os.path.exists(path) else "w+b") as f:
+        try:
+            f = open(path, "r+b")
+        except FileNotFoundError:
+            if at:
+                raise ShortFile(f"{rel} in {self.display} is missing; {at} bytes were expected") from None
+            f = open(path, "w+b")
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if size < at:
+                raise ShortFile(f"{rel} in {self.display} holds {size} bytes; {at} were expected")
             f.truncate(at)
             f.seek(at)
             f.write(data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import hashlib
 import threading
 from collections import deque
@@ -36,7 +37,7 @@ from smbprotocol.header import NtStatus
 
 from .. import bounded
 from ..caja.layout import temp_name
-from ..errors import CredentialsRefused, OutsideRoot, Unreachable
+from ..errors import CredentialsRefused, OutsideRoot, ShortFile, Unreachable
 from .base import Entry, HeldOpen, Storage, split_rel
 from .local import retry_sharing
 from .probe import tcp_answers
@@ -338,8 +339,13 @@ class SmbStorage(Storage):
             except SMBOSError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
+                if at:
+                    raise ShortFile(f"{self._where(rel)} is missing; {at} bytes were expected") from None
                 f = smbclient.open_file(path, mode="w+b", buffering=0, **self._kw())
             with f:
+                size = f.seek(0, os.SEEK_END)  # the size the open's answer carried: no round trip
+                if size < at:
+                    raise ShortFile(f"{self._where(rel)} holds {size} bytes; {at} were expected")
                 f.truncate(at)
                 f.seek(at)
                 _write_all(f, data)
