@@ -87,25 +87,48 @@ class _Runner:
                 step.done.set()
 
 
+class Pending:
+    """A step started on a runner; wait() gets its result within a deadline, and may be called again."""
+
+    def __init__(self, fn: Callable[[], T], what: str):
+        self.what = what
+        self._step = _Step(fn)
+        _Runner.take(f"bounded:{what}").start(self._step)
+
+    @property
+    def done(self) -> bool:
+        return self._step.done.is_set()
+
+    def wait(self, timeout: float, stop: threading.Event | None = None, on_stop: Callable[[], None] | None = None,
+             grace: float = 0.0):
+        """The step's result (or its error) within `timeout` seconds. When `stop` is set meanwhile,
+        `on_stop` asks it to end at its next safe point, which it gets `grace` seconds to reach."""
+        step, what = self._step, self.what
+        deadline = time.monotonic() + timeout
+        while not step.done.is_set() and (left := deadline - time.monotonic()) > 0:
+            # wait() returns the moment the step ends; the stop is looked at every 50 ms.
+            step.done.wait(left if stop is None else min(left, 0.05))
+            if stop is not None and stop.is_set() and not step.done.is_set():
+                if on_stop:
+                    on_stop()
+                step.done.wait(grace)
+                if not step.done.is_set():
+                    raise Stopped(f"{what} did not stop within {grace:g} s of being asked to")
+                break
+        if not step.done.is_set():
+            raise TimedOut(f"{what} did not answer within {timeout:g} s")
+        if step.error:
+            raise step.error[0]
+        return step.result[0]
+
+
+def start(fn: Callable[[], T], what: str = "step") -> Pending:
+    """fn() started on a runner thread; the caller waits for it with Pending.wait."""
+    return Pending(fn, what)
+
+
 def call(fn: Callable[[], T], timeout: float, what: str = "step", stop: threading.Event | None = None,
          on_stop: Callable[[], None] | None = None, grace: float = 0.0) -> T:
     """fn() within `timeout` seconds. When `stop` is set meanwhile, `on_stop` asks fn to
     end at its next safe point, which it gets `grace` seconds to reach."""
-    step = _Step(fn)
-    _Runner.take(f"bounded:{what}").start(step)
-    deadline = time.monotonic() + timeout
-    while not step.done.is_set() and (left := deadline - time.monotonic()) > 0:
-        # wait() returns the moment the step ends; the stop is looked at every 50 ms.
-        step.done.wait(left if stop is None else min(left, 0.05))
-        if stop is not None and stop.is_set() and not step.done.is_set():
-            if on_stop:
-                on_stop()
-            step.done.wait(grace)
-            if not step.done.is_set():
-                raise Stopped(f"{what} did not stop within {grace:g} s of being asked to")
-            break
-    if not step.done.is_set():
-        raise TimedOut(f"{what} did not answer within {timeout:g} s")
-    if step.error:
-        raise step.error[0]
-    return step.result[0]
+    return Pending(fn, what).wait(timeout, stop, on_stop, grace)

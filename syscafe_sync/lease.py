@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from peewee import IntegrityError
@@ -96,15 +97,30 @@ class CajaLease:
             raise LeaseLost(f"{self.name}: this run's lease ran out and another run took it over "
                             f"({self.describe_holder()}); what it had not committed is left to that run.")
 
-    def release(self, forget: bool = False) -> None:
+    def release(self, forget: bool = False, also: list[Callable[[], object]] | tuple = ()) -> None:
         """Gives the lease back. The row stays, expired: the next run on this name takes it with the
         one UPDATE of try_acquire, instead of an UPDATE, a SELECT and an INSERT, and every reader of
-        leases treats an expired row as free. `forget` deletes it: a name no one will take again."""
+        leases treats an expired row as free. `forget` deletes it: a name no one will take again.
+        `also`: writes that close the holder's work, run first in the same transaction; when one
+        fails, the lease is still given back, on its own, and the failure raised."""
+        if also:
+            try:
+                with write_transaction():
+                    for write in also:
+                        write()
+                    self._give_back(forget)
+                return
+            except BaseException:
+                self.release(forget)
+                raise
         with write_transaction():  # queued behind this process's other writers, not left to SQLite's busy sleeps
-            if forget:
-                Lease.delete().where((Lease.name == self.name) & (Lease.holder == self.holder)).execute()
-            else:
-                _EXTEND.execute(expires=0.0, name=self.name, holder=self.holder)
+            self._give_back(forget)
+
+    def _give_back(self, forget: bool) -> None:
+        if forget:
+            Lease.delete().where((Lease.name == self.name) & (Lease.holder == self.holder)).execute()
+        else:
+            _EXTEND.execute(expires=0.0, name=self.name, holder=self.holder)
 
     def describe_holder(self) -> str:
         current = Lease.get_or_none(Lease.name == self.name)

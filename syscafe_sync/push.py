@@ -456,8 +456,9 @@ class _CajaPushJob(CajaJob):
         # and on an smb:// root asking again is two round trips for each caja.
         self.storage.write_atomic(MANIFEST, data)  # the commit point
         self.result.bytes_written += len(data)
-        with write_transaction():
-            _COMMITTED.execute(caja=self.caja.name, manifest=manifest_text, sha=sha, extras=extras_text, now=utcnow())
+        # Recorded with the lease's release (CajaJob.closing), so whatever ends the job after this instant.
+        self.closing.append(lambda: _COMMITTED.execute(caja=self.caja.name, manifest=manifest_text, sha=sha,
+                                                       extras=extras_text, now=utcnow()))
 
     # --- files no manifest names -----------------------------------------------------------------
 

@@ -42,6 +42,9 @@ class CajaJob:
     def __init__(self, lease: CajaLease):
         self.lease = lease
         self.stop = threading.Event()
+        # Rows that record what the work did, written in the transaction that gives the lease back:
+        # one commit at every caja instead of two.
+        self.closing: list[Callable[[], object]] = []
 
     def cancel(self) -> None:
         self.stop.set()
@@ -53,7 +56,7 @@ class CajaJob:
         try:
             self._run()
         finally:
-            self.lease.release()
+            self.lease.release(also=self.closing)
             if not database.is_closed():
                 database.close()
 
@@ -70,7 +73,8 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
     except Busy as exc:
         result.outcome, result.message = "busy", str(exc)
         return
-    job = storage = None
+    gate = _Gate()
+    storage = None
     try:
         ports = probe.ports_for(caja.root)
         if caja.ip and not on_local_disk(caja.root) and not probe.tcp_answers(caja.ip, ports, limits["connect_timeout_s"] / 2):
@@ -80,21 +84,19 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
                               f"check that it is on and on the network.")
             return
         storage = open_root(caja.root, config, caja.name)
-        try:
-            bounded.call(lambda: storage.list(""), limits["connect_timeout_s"], f"listing {caja.root}")
-        except CredentialsRefused as exc:
-            result.outcome, result.message = "failed", str(exc)
-            storage.forget()
-            return
-        except (OSError, Unreachable, bounded.TimedOut) as exc:
-            result.outcome = "unreachable"
-            result.message = f"{caja.root} did not answer ({exc}); check that the caja is on and its folder shared."
-            storage.forget()  # a listing still waiting on a frozen server wakes up and ends
-            return
         job = make_job(storage, lease)
+        # One worker step: the root's listing (within connect_timeout_s, the time a share has to answer),
+        # then the work (within caja_timeout_s). Two steps cost a hand-over between threads more for
+        # every caja, and a pass of partial pushes is little else.
+        step = bounded.start(lambda: _reach_then_run(storage, job, gate), f"{what} {caja.name}")
+        if not gate.answered.wait(limits["connect_timeout_s"]) and gate.abandon():
+            late = bounded.TimedOut(f"listing {caja.root} did not answer within {limits['connect_timeout_s']:g} s")
+            _not_reached(result, caja, storage, late)
+            return
         try:
-            bounded.call(job.run, limits["caja_timeout_s"], f"{what} {caja.name}",
-                         stop=stopping.requested, on_stop=job.cancel, grace=stopping.GRACE_S)
+            step.wait(limits["caja_timeout_s"], stop=stopping.requested, on_stop=job.cancel, grace=stopping.GRACE_S)
+        except _NotReached as exc:
+            _not_reached(result, caja, storage, exc.error)
         except (Cancelled, bounded.Stopped) as exc:
             result.outcome = "failed"
             result.message = f"{what} {caja.name} stopped: syscafe-sync was asked to stop ({exc or 'at a safe point'}); {cut_note}"
@@ -108,10 +110,61 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
             result.outcome = "failed"
             result.message = f"{what} {caja.name} failed: {exc}; {cut_note}"
     finally:
-        # The worker releases the lease when it ends; one still blocked in the
+        # Once started, the work releases the lease when it ends; one still blocked in the
         # OS keeps it until it ends or the lease runs out.
-        if job is None:
+        if not gate.started:
             lease.release()
+
+
+class _Gate:
+    """Between the caller and the worker: the root answered (or failed) and whether the work started.
+    The caller that stops waiting for the root and the worker that reached it race to decide; the
+    first one wins, so work never starts on a caja that was reported unreachable and given back."""
+
+    def __init__(self):
+        self.answered = threading.Event()
+        self.started = False
+        self._abandoned = False
+        self._lock = threading.Lock()
+
+    def start(self) -> bool:
+        with self._lock:
+            self.started = not self._abandoned
+        self.answered.set()
+        return self.started
+
+    def abandon(self) -> bool:
+        with self._lock:
+            self._abandoned = not self.started
+            return self._abandoned
+
+
+class _NotReached(Exception):
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _reach_then_run(storage: Storage, job: Job, gate: _Gate) -> None:
+    try:
+        storage.list("")
+    except (OSError, Unreachable, CredentialsRefused) as exc:
+        gate.answered.set()
+        raise _NotReached(exc) from exc
+    except BaseException:
+        gate.answered.set()  # not the share's answer: a failure of the work, told as one
+        raise
+    if gate.start():
+        job.run()
+
+
+def _not_reached(result, caja, storage: Storage, exc: BaseException) -> None:
+    storage.forget()  # a listing still waiting on a frozen server wakes up and ends
+    if isinstance(exc, CredentialsRefused):
+        result.outcome, result.message = "failed", str(exc)
+        return
+    result.outcome = "unreachable"
+    result.message = f"{caja.root} did not answer ({exc}); check that the caja is on and its folder shared."
 
 
 def in_pool(workers: int, fn, items: list) -> list:

@@ -106,3 +106,24 @@ def test_holding_releases_on_error(db):
             raise RuntimeError("boom")
     assert Lease.select().where(Lease.expires_at > time.time()).count() == 0
     CajaLease("caja:CAJA1", 60).acquire(wait=0)  # free at once
+
+
+def test_release_writes_what_closes_the_work_in_its_transaction_and_gives_the_lease_back_when_that_fails(db):
+    first = CajaLease("caja:CAJA1", 60)
+    first.acquire(wait=0)
+    first.release(also=[lambda: Lease.create(name="caja:CAJA2", holder="x", host="h", pid=1, acquired_at=utcnow(),
+                                             expires_at=0.0)])
+    assert Lease.get(Lease.name == "caja:CAJA2").holder == "x"  # written with the release
+    CajaLease("caja:CAJA1", 60).acquire(wait=0)  # and the lease is free
+
+    second = CajaLease("caja:CAJA3", 60)
+    second.acquire(wait=0)
+
+    def fails():
+        Lease.create(name="caja:CAJA4", holder="y", host="h", pid=1, acquired_at=utcnow(), expires_at=0.0)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        second.release(also=[fails])
+    assert Lease.get_or_none(Lease.name == "caja:CAJA4") is None  # rolled back with its transaction
+    CajaLease("caja:CAJA3", 60).acquire(wait=0)  # given back all the same
