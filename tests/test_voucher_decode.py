@@ -95,7 +95,9 @@ def mutated(mutations) -> bytes:
             if value == "<delete>":
                 del parent[path[-1]]
             else:
-                parent[path[-1]] = value
+                # A copy: the CORNERS ({}, [{}] …) are shared by every example, and a later mutation
+                # into one of them would change it for the rest, even into a dict that holds itself.
+                parent[path[-1]] = copy.deepcopy(value)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation removed or replaced this path
     return json.dumps(doc).encode()
