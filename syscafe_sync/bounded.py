@@ -95,10 +95,6 @@ class Pending:
         self._step = _Step(fn)
         _Runner.take(f"bounded:{what}").start(self._step)
 
-    @property
-    def done(self) -> bool:
-        return self._step.done.is_set()
-
     def wait(self, timeout: float, stop: threading.Event | None = None, on_stop: Callable[[], None] | None = None,
              grace: float = 0.0):
         """The step's result (or its error) within `timeout` seconds. When `stop` is set meanwhile,

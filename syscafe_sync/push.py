@@ -388,7 +388,10 @@ class _CajaPushJob(CajaJob):
         try:
             size = self.storage.append(f"{FOLDER}/{entry['journal']}", data, at=entry["journal_bytes"])
         except ShortFile as exc:  # cut or replaced by hand: nothing was appended
-            return self._snapshot(name, "total", disk_manifest, taken, fallback=self._short_journal(entry, str(exc)))
+            # The manifest is still ours, so the records only the caja has are known without reading
+            # the caja back, which the cut journal would fail: they are kept.
+            return self._snapshot(name, "total", disk_manifest, taken, fallback=self._short_journal(entry, str(exc)),
+                                  trusted=entry, extras=extras)
         self.result.bytes_written += len(data)
         # No lease renewal here: an append is short, and _commit renews it (the fence) before the manifest.
         records = {**kept, **live} if kept else None

@@ -49,6 +49,20 @@ def main_sha() -> str:
     return catalogs.get("products").sha256
 
 
+def caja_only_p001(cfg, prices: dict[str, str], tmp: Path) -> dict[str, str]:
+    """Pushes, then makes P001 a record only CAJA1 has (deleted on the main server, kept by a total push)."""
+    run(cfg)
+    without_p001 = {k: v for k, v in prices.items() if k != "P001"}
+    reload(tmp, without_p001)
+    run(cfg, "total", "CAJA1")
+    return without_p001
+
+
+def named(folder: Path, key: str) -> Path:
+    """The file the caja's manifest names for products' `key` (snapshot or journal)."""
+    return folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"][key]
+
+
 def run(cfg, mode="partial", *names, dry_run=False):
     return {r.caja: r for r in push.push(cfg, list(names), mode, dry_run).results}
 
@@ -109,12 +123,9 @@ def test_total_keeps_records_only_the_caja_has_and_replace_drops_them(shop):
 
 def test_total_keeps_the_cajas_own_records_from_what_the_main_server_knows_without_reading_them(shop):
     cfg, c1, _, prices, tmp = shop
-    run(cfg)
-    without_p001 = {k: v for k, v in prices.items() if k != "P001"}
-    reload(tmp, without_p001)
-    run(cfg, "total", "CAJA1")  # P001 is now a record only CAJA1 has
+    without_p001 = caja_only_p001(cfg, prices, tmp)
     folder = c1.root / "catalogs"
-    snapshot = folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"]["snapshot"]
+    snapshot = named(folder, "snapshot")
     # Damaged so that reading it back would find nothing: only what the main server knows can keep P001.
     snapshot.write_bytes(b" " * snapshot.stat().st_size)
     reload(tmp, dict(without_p001, P002="2.00"))  # a price change, no deletion
@@ -157,8 +168,7 @@ def test_a_journal_cut_at_the_caja_gets_a_total_push_and_the_caja_reads_whole_ag
     run(cfg)
     reload(tmp, dict(prices, P020="1.00"))
     run(cfg, "partial", "CAJA1")  # the journal now holds one line
-    folder = c1.root / "catalogs"
-    journal = folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"]["journal"]
+    journal = named(c1.root / "catalogs", "journal")
     if cut == "shortened":
         journal.write_bytes(journal.read_bytes()[:10])
     else:
@@ -173,6 +183,21 @@ def test_a_journal_cut_at_the_caja_gets_a_total_push_and_the_caja_reads_whole_ag
     assert view.sha256 == main_sha() and view.records["P021"]["price"] == "2.00"
     [again] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
     assert again.mode == "unchanged"
+
+
+def test_a_cut_journal_keeps_the_records_only_the_caja_has(shop):
+    cfg, c1, _, prices, tmp = shop
+    without_p001 = caja_only_p001(cfg, prices, tmp)
+    reload(tmp, dict(without_p001, P002="2.00"))
+    run(cfg, "partial", "CAJA1")
+    journal = named(c1.root / "catalogs", "journal")
+    journal.write_bytes(journal.read_bytes()[:10])
+    reload(tmp, dict(without_p001, P002="2.00", P003="3.00"))
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total" and "is shorter than its manifest says" in out.fallback
+    view = read_catalog(c1.root, "products")
+    assert view.records["P001"]["price"] == prices["P001"] and view.records["P003"]["price"] == "3.00"
+    assert len(view.records) == 50
 
 
 def test_a_manifest_changed_by_hand_is_not_trusted(shop):

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import hashlib
+import os
 import threading
 from collections import deque
 from collections.abc import Iterator
