@@ -28,7 +28,7 @@ from .config import Config
 from .db import write_transaction
 from .db.models import CajaCatalogs, utcnow
 from .db.prepared import Prepared, slot
-from .errors import ShortFile, SyncError, UsageError
+from .errors import CredentialsRefused, ShortFile, SyncError, Unreachable, UsageError
 from .serve import CajaJob, in_pool, serve_caja
 from .storage import Storage
 
@@ -42,7 +42,7 @@ COMPACT_MIN = 100
 
 # What the main server knows of a caja's catalogs: read once and written twice at every caja a push
 # changes, so kept compiled (db/prepared.py).
-_State = namedtuple("_State", "manifest manifest_sha extras pending_manifest pending_sha pending_extras")
+_State = namedtuple("_State", "manifest manifest_sha extras pending_manifest pending_sha pending_extras stale")
 _READ_STATE = Prepared(lambda: CajaCatalogs.select(*(getattr(CajaCatalogs, f) for f in _State._fields)).where(
     CajaCatalogs.caja == slot("caja")))
 _PENDING = Prepared(lambda: CajaCatalogs.insert(
@@ -55,8 +55,15 @@ _PENDING = Prepared(lambda: CajaCatalogs.insert(
 # adopts whichever manifest is at the caja.
 _COMMITTED = Prepared(lambda: CajaCatalogs.update(
     manifest=slot("manifest"), manifest_sha=slot("sha"), extras=slot("extras"), pending_manifest=None, pending_sha=None,
-    pending_extras=None, updated_at=slot("now", CajaCatalogs.updated_at),
+    pending_extras=None, stale=slot("stale"), updated_at=slot("now", CajaCatalogs.updated_at),
 ).where((CajaCatalogs.caja == slot("caja")) & (CajaCatalogs.pending_sha == slot("sha"))))
+# Before a push writes a file its manifest may never name (a snapshot, cut off before the manifest):
+# what the folder holds is no longer known, and the next push lists it.
+_STALE_UNKNOWN = Prepared(lambda: CajaCatalogs.update(stale=None).where(CajaCatalogs.caja == slot("caja")))
+# A push that changed nothing deleted what the last one left: nothing is left, as long as the
+# manifest there is still the one recorded.
+_NOTHING_STALE = Prepared(lambda: CajaCatalogs.update(stale="[]").where(
+    (CajaCatalogs.caja == slot("caja")) & (CajaCatalogs.manifest_sha == slot("sha")) & CajaCatalogs.pending_sha.is_null()))
 
 
 @dataclass
@@ -248,13 +255,38 @@ class _CajaPushJob(CajaJob):
         self.caja, self.storage, self.mode, self.dry_run = caja, storage, mode, dry_run
         self.main, self.result, self.lease = main, result, lease
         self.now = now.astimezone(config.timezone)
+        self.state: _State | None = None
+        self._reached: tuple[bytes | None] | None = None  # the manifest as reach() read it
+        self._refused: Exception | None = None  # what reach() met that fails the push, not the root
+        self._folder_known = False  # whether _clean left catalogs/ holding only what the manifest names
+        self._stale_forgotten = False
+
+    def reach(self, storage: Storage) -> None:
+        """The push's first remote step answers for the root: the manifest is read within
+        connect_timeout_s instead of the root being listed first (one round trip less on smb://)."""
+        try:
+            self._reached = (storage.read(MANIFEST),)
+        except FileNotFoundError:
+            storage.list("")  # no manifest: the root itself must be there
+            self._reached = (None,)
+        except (Unreachable, CredentialsRefused):
+            raise
+        except (OSError, SyncError) as exc:  # the root answered; the push fails on it, as it would reading it
+            self._refused = exc
 
     # --- what the caja holds now ---------------------------------------------------------------
 
     def _on_disk(self) -> tuple[bytes | None, dict | None]:
-        try:
-            raw = self.storage.read(MANIFEST)
-        except FileNotFoundError:
+        if self._refused is not None:
+            raise self._refused
+        if self._reached is not None:
+            raw = self._reached[0]
+        else:
+            try:
+                raw = self.storage.read(MANIFEST)
+            except FileNotFoundError:
+                raw = None
+        if raw is None:
             return None, None
         try:
             return raw, fmt.read_manifest(lambda name, n: raw)
@@ -270,11 +302,10 @@ class _CajaPushJob(CajaJob):
         is read then, which is never wrong, only slower."""
         return not catalogs.deleted_since(name, entry["version"])
 
-    def _known(self, raw: bytes | None, state: _State | None) -> tuple[dict | None, dict, str | None]:
+    def _known(self, sha: str | None, state: _State | None) -> tuple[dict | None, dict, str | None]:
         """(manifest we committed, records only the caja has, why it cannot be trusted)."""
-        if raw is None:
+        if sha is None:
             return None, {}, "no manifest at the caja (first push, or its catalogs folder was wiped)"
-        sha = hashlib.sha256(raw).hexdigest()
         if state and state.manifest_sha == sha:
             return json.loads(state.manifest), json.loads(state.extras), None
         if state and state.pending_sha == sha:
@@ -311,10 +342,11 @@ class _CajaPushJob(CajaJob):
     def _run(self) -> None:
         raw, disk_manifest = self._on_disk()
         row = _READ_STATE.one(caja=self.caja.name)
-        state = _State(*row) if row else None
-        known, extras, distrust = self._known(raw, state)
+        self.state = state = _State(*row) if row else None
+        disk_sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
+        known, extras, distrust = self._known(disk_sha, state)
         if not self.dry_run:
-            self._clean(disk_manifest)
+            self._clean(disk_manifest, disk_sha)
         entries = dict(known["catalogs"]) if known else {}
         if not known and disk_manifest:
             # Not ours to trust for a partial push, but its catalogs we do not push stay named.
@@ -330,10 +362,17 @@ class _CajaPushJob(CajaJob):
             new_extras[name] = kept
             if not kept:
                 new_extras.pop(name)
-        if self.dry_run or all(c.mode == "unchanged" for c in self.result.catalogs):
+        if self.dry_run:
+            return
+        if all(c.mode == "unchanged" for c in self.result.catalogs):
+            if self._folder_known and state and state.manifest_sha == disk_sha and state.stale != "[]":
+                self.closing.append(lambda: _NOTHING_STALE.execute(caja=self.caja.name, sha=disk_sha))
             return
         manifest = {"format": 1, "updated_at": self.now.isoformat(timespec="seconds"), "catalogs": entries}
-        self._commit(manifest, new_extras)
+        # What the folder holds after the commit besides what the new manifest names: what the
+        # manifest before it named, which a reader may still be reading. The next push deletes it.
+        stale = sorted(taken - self._names_in(manifest)) if self._folder_known else None
+        self._commit(manifest, new_extras, stale)
 
     def _plan(self, name, cat, entry, distrust, extras, disk_manifest, taken):
         """Decides and (unless a dry run) writes one catalog; returns (outcome, manifest entry, caja-only records)."""
@@ -429,6 +468,7 @@ class _CajaPushJob(CajaJob):
         return outcome, entry, kept
 
     def _write_snapshot(self, name, cat, mode, records, taken, shared):
+        self._forget_stale()
         base = f"{name}.{cat.version}"
         n = 1
         while f"{base}.snapshot.json" in taken or f"{base}.journal.jsonl" in taken:
@@ -447,7 +487,14 @@ class _CajaPushJob(CajaJob):
         outcome = CatalogOutcome(name, mode, cat.version, upserts=len(records))
         return outcome, entry
 
-    def _commit(self, manifest: dict, extras: dict) -> None:
+    def _forget_stale(self) -> None:
+        """Said before a file is written that no manifest may ever name, if the push is cut off."""
+        if not self._stale_forgotten and self.state is not None and self.state.stale is not None:
+            with write_transaction():
+                _STALE_UNKNOWN.execute(caja=self.caja.name)
+        self._stale_forgotten = True
+
+    def _commit(self, manifest: dict, extras: dict, stale: list[str] | None) -> None:
         manifest_text = manifest_json(manifest)
         data = manifest_text.encode("utf-8")
         sha = hashlib.sha256(data).hexdigest()
@@ -460,8 +507,9 @@ class _CajaPushJob(CajaJob):
         self.storage.write_atomic(MANIFEST, data)  # the commit point
         self.result.bytes_written += len(data)
         # Recorded with the lease's release (CajaJob.closing), so whatever ends the job after this instant.
+        stale_text = None if stale is None else json.dumps(stale, ensure_ascii=False)
         self.closing.append(lambda: _COMMITTED.execute(caja=self.caja.name, manifest=manifest_text, sha=sha,
-                                                       extras=extras_text, now=utcnow()))
+                                                       extras=extras_text, stale=stale_text, now=utcnow()))
 
     # --- files no manifest names -----------------------------------------------------------------
 
@@ -475,13 +523,21 @@ class _CajaPushJob(CajaJob):
                 names.update(str(entry.get(k)) for k in ("snapshot", "journal"))
         return names
 
-    def _clean(self, disk_manifest: dict | None) -> None:
+    def _clean(self, disk_manifest: dict | None, disk_sha: str | None) -> None:
         """Deletes what the caja's current manifest does not name: files replaced by the previous
         push (not by this one, so a reader that has just read the old manifest still finds them),
-        and what a killed push left behind."""
+        and what a killed push left behind. When the last push here was recorded whole, the
+        database says which files those are, and the folder is not listed."""
+        state = self.state
+        if state and state.stale is not None and state.pending_sha is None and disk_sha == state.manifest_sha:
+            for name in json.loads(state.stale):
+                self.storage.remove(f"{FOLDER}/{name}")
+            self._folder_known = True
+            return
         try:
             entries = self.storage.list(FOLDER)
         except FileNotFoundError:
+            self._folder_known = True
             return
         keep = self._names_in(disk_manifest) | {fmt.MANIFEST}
         if disk_manifest is None and any(e.name == fmt.MANIFEST for e in entries):
@@ -489,3 +545,4 @@ class _CajaPushJob(CajaJob):
         for e in entries:
             if not e.is_dir and e.name not in keep:
                 self.storage.remove(f"{FOLDER}/{e.name}")
+        self._folder_known = True

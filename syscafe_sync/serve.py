@@ -23,6 +23,9 @@ from .storage import Storage, open_root
 
 
 class Job(Protocol):
+    def reach(self, storage: Storage) -> None:
+        """The caja's first remote step, within connect_timeout_s: its answer says the root is there."""
+
     def run(self) -> None:
         """The work; it releases the lease it was given when it ends, even when cut off."""
 
@@ -48,6 +51,10 @@ class CajaJob:
 
     def cancel(self) -> None:
         self.stop.set()
+
+    def reach(self, storage: Storage) -> None:
+        """Lists the root; a job whose own first step proves as much does that instead."""
+        storage.list("")
 
     def _run(self) -> None:
         raise NotImplementedError
@@ -85,12 +92,12 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
             return
         storage = open_root(caja.root, config, caja.name)
         job = make_job(storage, lease)
-        # One worker step: the root's listing (within connect_timeout_s, the time a share has to answer),
-        # then the work (within caja_timeout_s). Two steps cost a hand-over between threads more for
+        # One worker step: the root's answer (job.reach, within connect_timeout_s, the time a share has
+        # to answer), then the work (within caja_timeout_s). Two steps cost a hand-over between threads more for
         # every caja, and a pass of partial pushes is little else.
         step = bounded.start(lambda: _reach_then_run(storage, job, gate), f"{what} {caja.name}")
         if not gate.answered.wait(limits["connect_timeout_s"]) and gate.abandon():
-            late = bounded.TimedOut(f"listing {caja.root} did not answer within {limits['connect_timeout_s']:g} s")
+            late = bounded.TimedOut(f"nothing within {limits['connect_timeout_s']:g} s, limits.connect_timeout_s")
             _not_reached(result, caja, storage, late)
             return
         try:
@@ -147,7 +154,7 @@ class _NotReached(Exception):
 
 def _reach_then_run(storage: Storage, job: Job, gate: _Gate) -> None:
     try:
-        storage.list("")
+        job.reach(storage)
     except (OSError, Unreachable, CredentialsRefused) as exc:
         gate.answered.set()
         raise _NotReached(exc) from exc
@@ -159,7 +166,7 @@ def _reach_then_run(storage: Storage, job: Job, gate: _Gate) -> None:
 
 
 def _not_reached(result, caja, storage: Storage, exc: BaseException) -> None:
-    storage.forget()  # a listing still waiting on a frozen server wakes up and ends
+    storage.forget()  # a first step still waiting on a frozen server wakes up and ends
     if isinstance(exc, CredentialsRefused):
         result.outcome, result.message = "failed", str(exc)
         return

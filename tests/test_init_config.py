@@ -331,3 +331,19 @@ def test_postgresql_password_is_not_printed(tmp_path, pg_url):
     out = run_cli(tmp_path / "home", "--db", url, "--json", "init", check=0)
     assert "s3cret-pw" not in out.stdout + out.stderr
     assert json.loads(out.stdout)["database"] == pg_url.replace("@", ":***@", 1)
+
+
+def test_init_adds_to_a_version_9_database_the_column_of_stale_catalog_files_keeping_its_rows(tmp_path):
+    import sqlite3
+
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    db = sqlite3.connect(home / "syscafe-sync.db")
+    with db:  # as syscafe-sync before migration 10 left it
+        db.execute('ALTER TABLE caja_catalogs DROP COLUMN stale')
+        db.execute("DELETE FROM schema_version WHERE version = 10")
+        db.execute("INSERT INTO caja_catalogs (caja, manifest_sha, extras) VALUES ('CAJA1', 'abc', '{}')")
+    out = cli_json(home, "init")
+    assert out["schema_version"] == migrations.LATEST
+    assert out["migrations"] == [migrations.MIGRATIONS[9][1]] and migrations.MIGRATIONS[9][0] == 10
+    assert db.execute("SELECT caja, manifest_sha, stale FROM caja_catalogs").fetchall() == [("CAJA1", "abc", None)]

@@ -63,6 +63,12 @@ def named(folder: Path, key: str) -> Path:
     return folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"][key]
 
 
+def manifest_names(root: Path) -> set[str]:
+    """manifest.json and the files it names."""
+    entries = json.loads((root / "catalogs" / "manifest.json").read_text())["catalogs"].values()
+    return {"manifest.json"} | {e[k] for e in entries for k in ("snapshot", "journal")}
+
+
 def run(cfg, mode="partial", *names, dry_run=False):
     return {r.caja: r for r in push.push(cfg, list(names), mode, dry_run).results}
 
@@ -237,10 +243,35 @@ def test_files_replaced_by_a_push_are_deleted_by_the_next_one(shop):
     run(cfg, "total", "CAJA1")
     after_first = {p.name for p in folder.iterdir()}
     assert set(old) <= after_first  # a reader that read the old manifest still finds its files
-    (folder / ".products.99.snapshot.json.tmp").write_text("{half")  # left by a killed push
-    run(cfg, "partial", "CAJA1")
+    stale = set(json.loads(CajaCatalogs.get(CajaCatalogs.caja == "CAJA1").stale))
+    assert stale == set(old) - {"manifest.json"}  # known, so the next push need not list the folder
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "unchanged"
+    assert not stale & {p.name for p in folder.iterdir()}
+    assert CajaCatalogs.get(CajaCatalogs.caja == "CAJA1").stale == "[]"
+    assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_what_a_push_cut_off_before_its_manifest_wrote_is_deleted_by_the_next_one(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    folder = c1.root / "catalogs"
+    before = {p.name for p in folder.iterdir()}
+    reload(tmp, dict(prices, P014="1.00"))
+    version = catalogs.get("products").version
+    # The snapshot is written, then its empty journal cannot be: the push stops before any manifest.
+    blocker = folder / f".products.{version}.journal.jsonl.tmp"
+    blocker.mkdir()
+    r = run(cfg, "total", "CAJA1")["CAJA1"]
+    blocker.rmdir()
+    assert r.outcome == "failed", r.message
+    orphan = f"products.{version}.snapshot.json"
+    assert {p.name for p in folder.iterdir()} == before | {orphan}
+    assert read_catalog(c1.root, "products").version < version  # the caja still reads the old catalog
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "partial"
     names = {p.name for p in folder.iterdir()}
-    assert not (set(old) - {"manifest.json"}) & names and ".products.99.snapshot.json.tmp" not in names
+    assert orphan not in names and names == before
     assert read_catalog(c1.root, "products").sha256 == main_sha()
 
 
@@ -322,9 +353,12 @@ def test_sigkill_during_pushes_of_a_big_catalog_leaves_old_or_new_and_the_next_p
         proc.wait()
         seen = read_catalog(c1.root, "products").sha256
         assert seen in shas | {new_sha}, f"round {round_}: a reader saw a catalog that is neither the old nor the new one"
+        named_before = manifest_names(c1.root)
         run_cli(home, "catalogs", "push", check=0)
         view = read_catalog(c1.root, "products")
         assert view.sha256 == new_sha and {k: r["price"] for k, r in view.records.items()} == prices
+        # Whatever the killed push left is gone; what the manifest before the repair named stays for its readers.
+        assert {p.name for p in (c1.root / "catalogs").iterdir()} == named_before | manifest_names(c1.root), round_
         shas = {new_sha}
     assert kills >= 2, "no push was killed: the catalog is too small for this machine"
 

@@ -56,19 +56,20 @@ def test_a_root_that_does_not_answer_in_time_is_unreachable_and_its_work_never_s
         res = {r.caja: r for r in push.push(cfg).results}
         elapsed = time.monotonic() - started
         assert res["CAJA1"].outcome == "unreachable"
-        assert f"{c1.root} did not answer (listing {c1.root} did not answer within 1 s)" in res["CAJA1"].message
+        assert f"{c1.root} did not answer (nothing within 1 s, limits.connect_timeout_s)" in res["CAJA1"].message
         assert res["CAJA2"].outcome == "ok" and read_catalog(c2.root, "products").records["P1"]["price"] == "1000.00"
         assert elapsed < 1.0 + 4.0, elapsed
         CajaLease("catalogs:CAJA1", 60).acquire(wait=0)  # given back when it was reported
     finally:
-        held.go.set()  # the listing answers now, late: the push it belonged to must not run
+        held.go.set()  # the root answers now, late: the push it belonged to must not run
     time.sleep(0.5)
     assert not (c1.root / "catalogs").exists()
 
 
 def test_work_that_outlasts_the_connect_bound_runs_to_its_own(pushed, monkeypatch):
     cfg, c1, _ = pushed
-    held = Held(monkeypatch, str(c1.root / "catalogs"), "open")  # the root answers at once; its work is slow
+    # The root answers at once (no manifest there yet, the root listed); its work is slow (listing catalogs/).
+    held = Held(monkeypatch, str(c1.root / "catalogs"), "scandir")
     timer = threading.Timer(2.0, held.go.set)  # twice connect_timeout_s
     timer.start()
     try:

@@ -61,6 +61,12 @@ def _day_names_index(db: Database) -> None:
     db.execute_sql("DROP INDEX IF EXISTS voucher_caja_day_code_number")  # a prefix of the new one
 
 
+def _stale_files(db: Database) -> None:
+    # A fresh database has the column already (version 3 creates the table as the model is now).
+    if "stale" not in {c.name for c in db.get_columns("caja_catalogs")}:
+        db.execute_sql('ALTER TABLE "caja_catalogs" ADD COLUMN "stale" TEXT')
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -72,6 +78,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (7, "accounting: the mapping, journal entries, a posting status per voucher", _accounting),
     (8, "PostgreSQL: lease expiry and durations in double precision", _double_precision),
     (9, "the file names of a caja's day in the covering index", _day_names_index),
+    (10, "catalogs: the files a caja's next push deletes, known without listing its folder", _stale_files),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -217,7 +217,8 @@ class LocalStorage(Storage):
             size = os.fstat(f.fileno()).st_size
             if size < at:
                 raise ShortFile(f"{rel} in {self.display} holds {size} bytes; {at} were expected")
-            f.truncate(at)
+            if size > at:
+                f.truncate(at)  # a killed push's tail
             f.seek(at)
             f.write(data)
             f.flush()
