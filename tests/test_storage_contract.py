@@ -83,6 +83,34 @@ def test_writes(root):
     assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json"]
 
 
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 300_000])
+def test_files_of_any_size_read_and_write_whole(root, size):
+    """Around one request's worth (64 KiB, what smb:// sends with its open and close in one round trip)."""
+    st, disk = root
+    data = bytes(i % 251 for i in range(size))
+    st.makedirs("catalogs")
+    st.write_atomic("catalogs/f.json", data)
+    assert (disk / "catalogs" / "f.json").read_bytes() == data
+    assert st.read("catalogs/f.json") == data
+    assert st.read_range("catalogs/f.json", 0) == data
+    assert st.read_range("catalogs/f.json", 7) == data[7:]
+    assert st.read_range("catalogs/f.json", size // 2, 70_000) == data[size // 2:size // 2 + 70_000]
+    assert st.read_head("catalogs/f.json", 65536) == data[:65536]
+    assert st.read_range("catalogs/f.json", size) == b"" and st.read_range("catalogs/f.json", size + 10, 5) == b""
+    assert st.read_head("catalogs/f.json", 0) == b""
+    with pytest.raises(FileNotFoundError):
+        st.read_head("catalogs/nope.json", 0)
+    if size:
+        with pytest.raises(OSError) as big:
+            st.read("catalogs/f.json", limit=size - 1)
+        assert big.value.errno == errno.EFBIG
+    assert st.append("catalogs/j.jsonl", data, at=0) == size
+    assert st.append("catalogs/j.jsonl", data, at=size) == 2 * size
+    assert st.append("catalogs/j.jsonl", b"tail\n", at=size) == size + 5  # cut back first, whatever its size
+    assert (disk / "catalogs" / "j.jsonl").read_bytes() == data + b"tail\n"
+    assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["f.json", "j.jsonl"]
+
+
 @pytest.mark.parametrize("reader_shares", [None, "rwd"], ids=["sharing-nothing", "sharing-delete"])
 def test_a_file_held_open_on_the_share_is_retried_then_refused_and_the_temp_removed(smb_caja, home, samba, reader_shares):
     import smbclient

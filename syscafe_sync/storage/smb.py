@@ -31,9 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import smbclient
+# smbclient's own compound layer (what its replace and stat use), not exported: pyproject.toml pins
+# smbprotocol to the minor version these calls were written and tested against.
+from smbclient._io import SMBFileIO, SMBFileTransaction, set_info
 from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBOSError, SMBResponseException
-from smbprotocol.file_info import FileAttributes
+from smbprotocol.file_info import FileAttributes, FileEndOfFileInformation, FileRenameInformation
 from smbprotocol.header import NtStatus
+from smbprotocol.open import CreateOptions, FilePipePrinterAccessMask
 
 from .. import bounded
 from ..caja.layout import temp_name
@@ -63,6 +67,9 @@ _REFUSED_LOGON = {
 }
 # Answers smbprotocol raises without an errno that have one of their own.
 _ERRNO = {NtStatus.STATUS_DISK_FULL: errno.ENOSPC}
+# What one request carries on one credit. A read or write up to this size goes with its file's open and
+# close in one compound request, one round trip; a bigger one takes smbclient's own loop.
+_ONE_REQUEST = 65536
 
 
 class SmbStorage(Storage):
@@ -219,13 +226,29 @@ class SmbStorage(Storage):
     def _read(self, rel: str, limit: int | None) -> bytes:
         """read() without its bound: read_many's workers, whose results are waited on with it."""
         def reading(path):
-            with self._open(path, "rb") as f:
-                size = f.fd.end_of_file  # from the open's own answer: no extra round trip
-                if limit is not None and size > limit:
-                    raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", self._where(rel))
-                return _read_exactly(f, size)
+            head, size = self._read_compound(path, 0, _ONE_REQUEST)
+            if limit is not None and size > limit:
+                raise OSError(errno.EFBIG, f"over the limit of {limit} bytes", self._where(rel))
+            if size <= len(head):
+                return head[:size]
+            with self._open(path, "rb") as f:  # bigger than one request: read whole from one open
+                return _read_exactly(f, f.fd.end_of_file)
 
         return self._call(rel, reading)
+
+    def _read_compound(self, path: str, offset: int, length: int) -> tuple[bytes, int]:
+        """(up to `length` bytes from `offset`, the file's size) in one round trip: open, read, close."""
+        raw = SMBFileIO(path, mode="rb", share_access="rwd", **self._kw())
+        transaction = SMBFileTransaction(raw)
+        if length:
+            transaction += raw.fd.read(offset, length, send=False)
+        try:
+            transaction.commit()
+        except SMBOSError as exc:
+            if exc.ntstatus != NtStatus.STATUS_END_OF_FILE:  # a read at or past the end
+                raise
+            return b"", raw.fd.end_of_file
+        return (transaction.results[0] if length else b""), raw.fd.end_of_file  # the size: the open's own answer
 
     def _read_unbounded_or_error(self, rel: str, limit: int | None) -> bytes | OSError:
         try:
@@ -235,6 +258,11 @@ class SmbStorage(Storage):
 
     def read_range(self, rel: str, offset: int, length: int | None = None) -> bytes:
         def reading(path):
+            if length is None or length <= _ONE_REQUEST:
+                data, size = self._read_compound(path, offset, _ONE_REQUEST if length is None else length)
+                end = size if length is None else min(size, offset + length)
+                if offset + len(data) >= end:
+                    return data[:max(0, end - offset)]
             with self._open(path, "rb") as f:
                 end = f.fd.end_of_file if length is None else min(f.fd.end_of_file, offset + length)
                 f.seek(offset)
@@ -298,13 +326,30 @@ class SmbStorage(Storage):
         temp = f"{folder}/{temp_name(name)}" if folder else temp_name(name)
 
         def writing(path):
-            with smbclient.open_file(path, mode="wb", buffering=0, **self._kw()) as f:
-                _write_all(f, data)
-                f.flush()
+            if len(data) > _ONE_REQUEST:
+                with smbclient.open_file(path, mode="wb", buffering=0, **self._kw()) as f:
+                    _write_all(f, data)
+                    f.flush()
+                return
+            raw = SMBFileIO(path, mode="wb", **self._kw())
+            transaction = SMBFileTransaction(raw)  # open, write, flush, close: one round trip
+            if data:
+                transaction += raw.fd.write(data, 0, send=False)
+            transaction += raw.fd.flush(send=False)
+            transaction.commit()
 
         def replacing(path):
+            # The temporary file opened for delete, renamed over the final name, closed: one round trip
+            # (smbclient.replace takes three, one of them to look for DFS referrals, which a caja's share has none of).
+            src = SMBFileIO(self._path(temp), mode="r", share_access="rwd", desired_access=FilePipePrinterAccessMask.DELETE,
+                            create_options=CreateOptions.FILE_OPEN_REPARSE_POINT, **self._kw())
+            rename = FileRenameInformation()
+            rename["replace_if_exists"] = True
+            rename["file_name"] = "\\".join((*src.fd.file_name.split("\\")[:-1], name))
+            transaction = SMBFileTransaction(src)
+            set_info(transaction, rename)
             try:
-                smbclient.replace(self._path(temp), path, **self._kw())
+                transaction.commit()
             except SMBOSError as exc:
                 if exc.ntstatus == NtStatus.STATUS_ACCESS_DENIED and self._held(path):
                     raise HeldOpen(errno.EACCES, f"held open by another program ({_status_name(exc)} while it is open)",
@@ -342,16 +387,33 @@ class SmbStorage(Storage):
                 if at:
                     raise ShortFile(f"{self._where(rel)} is missing; {at} bytes were expected") from None
                 f = smbclient.open_file(path, mode="w+b", buffering=0, **self._kw())
-            with f:
-                size = f.seek(0, os.SEEK_END)  # the size the open's answer carried: no round trip
+            try:
+                size = f.fd.end_of_file  # the size the open's answer carried: no round trip
                 if size < at:
                     raise ShortFile(f"{self._where(rel)} holds {size} bytes; {at} were expected")
+                if len(data) > _ONE_REQUEST:
+                    if size > at:
+                        f.truncate(at)
+                    f.seek(at)
+                    _write_all(f, data)
+                    f.flush()
+                    return f.tell()
+                # Cut back (a killed push's tail, only when there is one), write, flush, close: one round trip.
+                transaction = SMBFileTransaction(f)
                 if size > at:
-                    f.truncate(at)  # a killed push's tail; the common case asks nothing: one round trip less
-                f.seek(at)
-                _write_all(f, data)
-                f.flush()
-                return f.tell()
+                    eof = FileEndOfFileInformation()
+                    eof["end_of_file"] = at
+                    set_info(transaction, eof)
+                if data:
+                    transaction += f.fd.write(data, at, send=False)
+                transaction += f.fd.flush(send=False)
+                f.close(transaction=transaction)
+                transaction.commit()
+                return at + len(data)
+            finally:
+                if not f.closed:
+                    with contextlib.suppress(Exception):
+                        f.close()
 
         return self._do("appending to", rel, appending)
 
