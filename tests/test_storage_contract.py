@@ -83,6 +83,23 @@ def test_writes(root):
     assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json"]
 
 
+@pytest.mark.parametrize("files", [0, 1, 1200])
+def test_a_folder_lists_whole_however_many_files_it_holds(root, files):
+    """1,200 long names are more than one answer of the share (64 KiB): the listing goes on past it."""
+    st, disk = root
+    day = disk / "movements" / "2026-11-22"
+    day.mkdir(parents=True)
+    (day / "sub").mkdir()
+    names = {f"FV1-{n:08d}-una-factura-de-nombre-largo-para-llenar-la-respuesta.json": n % 97 for n in range(files)}
+    for name, size in names.items():
+        (day / name).write_bytes(b"x" * size)
+    entries = st.list("movements/2026-11-22")
+    files_listed = {e.name: e.size for e in entries if not e.is_dir}
+    assert files_listed.keys() == names.keys()
+    assert all(size in (None, names[name]) for name, size in files_listed.items())  # a local listing gives no sizes
+    assert [e.name for e in entries if e.is_dir] == ["sub"]
+
+
 @pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 300_000])
 def test_files_of_any_size_read_and_write_whole(root, size):
     """Around one request's worth (64 KiB, what smb:// sends with its open and close in one round trip)."""
