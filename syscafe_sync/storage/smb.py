@@ -24,6 +24,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import struct
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from smbprotocol.exceptions import (NoMoreFiles, NoSuchFile, SMBAuthenticationEr
                                     SMBResponseException)
 from smbprotocol.file_info import FileAttributes, FileEndOfFileInformation, FileInformationClass, FileRenameInformation
 from smbprotocol.header import NtStatus
-from smbprotocol.open import CreateOptions, FilePipePrinterAccessMask, QueryDirectoryFlags
+from smbprotocol.open import CreateOptions, FilePipePrinterAccessMask, QueryDirectoryFlags, SMB2QueryDirectoryResponse
 
 from .. import bounded
 from ..caja.layout import temp_name
@@ -203,9 +204,17 @@ class SmbStorage(Storage):
     def list(self, rel: str = "") -> list[Entry]:
         def listing(path):
             infos = self._listing_compound(path)
-            if infos is None:  # more than one answer's worth: listed the long way
-                infos = [(e.name, e.smb_info.file_attributes, e.smb_info.end_of_file)
-                         for e in smbclient.scandir(path, **self._kw())]
+            if infos is None:  # more than one answer's worth: the folder held open, asked until the end
+                with SMBDirectoryIO(path, share_access="rwd", **self._kw()) as folder:
+                    infos, flags = [], QueryDirectoryFlags.SMB2_RESTART_SCANS
+                    tree = folder.fd.tree_connect
+                    while True:
+                        request, unpack = _query(folder.fd, flags)
+                        got = unpack(folder.fd.connection.send(request, tree.session.session_id, tree.tree_connect_id))
+                        if got is None:
+                            break
+                        infos += got
+                        flags = 0
             out = []
             for name, attributes, size in infos:
                 if name in (".", ".."):
@@ -223,30 +232,15 @@ class SmbStorage(Storage):
     def _listing_compound(self, path: str) -> list[tuple[str, int, int]] | None:
         """(name, attributes, size) of a folder's entries in one round trip: the open, a query, a second
         query that says there is no more, the close. None when the second found more (a folder of
-        hundreds of files), which smbclient.scandir's loop then lists whole. smbclient.scandir takes
-        four round trips, and sets up a file object for every entry."""
+        hundreds of files). smbclient.scandir took four round trips, and set up a file object for
+        every entry."""
         raw = SMBDirectoryIO(path, share_access="rwd", **self._kw())
-
-        def query(flags):
-            request, unpack = raw.fd.query_directory("*", FileInformationClass.FILE_ID_FULL_DIRECTORY_INFORMATION,
-                                                     flags=flags, send=False)
-
-            def entries(sent):
-                try:
-                    return unpack(sent)
-                except (NoMoreFiles, NoSuchFile):  # the end of the listing (3.3.5.18 names both)
-                    return None
-            return request, entries
-
         transaction = SMBFileTransaction(raw)
-        transaction += query(QueryDirectoryFlags.SMB2_RESTART_SCANS)
-        transaction += query(0)
+        transaction += _query(raw.fd, QueryDirectoryFlags.SMB2_RESTART_SCANS)
+        transaction += _query(raw.fd, 0)
         transaction.commit()
         first, more = transaction.results
-        if more is not None:
-            return None
-        return [(i["file_name"].get_value().decode("utf-16-le"), i["file_attributes"].get_value(),
-                 i["end_of_file"].get_value()) for i in first or ()]
+        return None if more is not None else first or []
 
     def _open(self, path: str, mode: str):
         # share_access "rwd": reading never stops the POS from writing or renaming its files.
@@ -452,6 +446,41 @@ class SmbStorage(Storage):
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._do("removing", rel, lambda path: smbclient.remove(path, **self._kw()))
+
+
+def _query(fd, flags: int):
+    """(a directory query of every name, what reads its answer: [(name, attributes, size)], None at the end)."""
+    request, _ = fd.query_directory("*", FileInformationClass.FILE_ID_FULL_DIRECTORY_INFORMATION, flags=flags, send=False)
+
+    def entries(sent) -> list[tuple[str, int, int]] | None:
+        try:
+            response = fd.connection.receive(sent)
+        except (NoMoreFiles, NoSuchFile):  # the end of the listing (MS-SMB2 3.3.5.18 names both)
+            return None
+        answer = SMB2QueryDirectoryResponse()
+        answer.unpack(response["data"].get_value())
+        return _entries(answer["buffer"].get_value())
+
+    return request, entries
+
+
+def _entries(buffer: bytes) -> list[tuple[str, int, int]]:
+    """The FILE_ID_FULL_DIR_INFORMATION records of an answer (MS-FSCC 2.4.18), read with struct:
+    smbprotocol's own parser took some 0.15 ms an entry, most of listing a day of vouchers."""
+    out, offset = [], 0
+    while offset + _DIR_INFO_NAME <= len(buffer):
+        following, = struct.unpack_from("<I", buffer, offset)
+        size, = struct.unpack_from("<q", buffer, offset + 40)
+        attributes, name_length = struct.unpack_from("<II", buffer, offset + 56)
+        start = offset + _DIR_INFO_NAME
+        out.append((buffer[start:start + name_length].decode("utf-16-le"), attributes, size))
+        if not following:
+            break
+        offset += following
+    return out
+
+
+_DIR_INFO_NAME = 80  # where a record's name starts: after sizes, times, attributes, lengths and the file id
 
 
 def _read_exactly(f, size: int) -> bytes:
