@@ -277,15 +277,11 @@ class _CajaPushJob(CajaJob):
     # --- what the caja holds now ---------------------------------------------------------------
 
     def _on_disk(self) -> tuple[bytes | None, dict | None]:
+        if self._reached is None and self._refused is None:
+            self.reach(self.storage)  # serve_caja reaches first; run on its own, the job does
         if self._refused is not None:
             raise self._refused
-        if self._reached is not None:
-            raw = self._reached[0]
-        else:
-            try:
-                raw = self.storage.read(MANIFEST)
-            except FileNotFoundError:
-                raw = None
+        raw = self._reached[0]
         if raw is None:
             return None, None
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_json, run_cli, write_config
 
-from syscafe_sync import catalogs, push, registry
+from syscafe_sync import catalogs, push, registry, synclog
 from syscafe_sync.caja.catalog import CatalogError, read_catalog
 from syscafe_sync.db.models import CajaCatalogs
 
@@ -245,9 +245,12 @@ def test_files_replaced_by_a_push_are_deleted_by_the_next_one(shop):
     assert set(old) <= after_first  # a reader that read the old manifest still finds its files
     stale = set(json.loads(CajaCatalogs.get(CajaCatalogs.caja == "CAJA1").stale))
     assert stale == set(old) - {"manifest.json"}  # known, so the next push need not list the folder
+    (folder / "by-hand.txt").write_text("not ours")  # SPEC: catalogs/ is the main server's alone
     [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
     assert out.mode == "unchanged"
-    assert not stale & {p.name for p in folder.iterdir()}
+    names = {p.name for p in folder.iterdir()}
+    assert not stale & names
+    assert "by-hand.txt" in names  # deleted by name, the folder not listed
     assert CajaCatalogs.get(CajaCatalogs.caja == "CAJA1").stale == "[]"
     assert read_catalog(c1.root, "products").sha256 == main_sha()
 
@@ -273,6 +276,17 @@ def test_what_a_push_cut_off_before_its_manifest_wrote_is_deleted_by_the_next_on
     names = {p.name for p in folder.iterdir()}
     assert orphan not in names and names == before
     assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+def test_a_manifest_that_cannot_be_read_fails_the_push_naming_it_and_the_caja_is_not_called_unreachable(shop):
+    cfg, c1, c2, _, _ = shop
+    (c1.root / "catalogs" / "manifest.json").mkdir(parents=True)  # answered, but not a file
+    res = run(cfg)
+    assert res["CAJA1"].outcome == "failed", res["CAJA1"].message
+    assert "manifest.json" in res["CAJA1"].message and "the caja stays on its previous catalogs" in res["CAJA1"].message
+    assert res["CAJA2"].outcome == "ok"
+    [row] = [r for r in synclog.query(caja="CAJA1", action="catalogs push")]
+    assert (row.outcome, row.level) == ("failed", "error")
 
 
 def test_a_long_journal_is_compacted_into_a_new_snapshot(shop):

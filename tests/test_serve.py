@@ -1,7 +1,7 @@
 """Serving one caja (serve.serve_caja): its root has connect_timeout_s to answer, its work caja_timeout_s.
 
-Both run in one worker step; these tests hold the operating system's answers back (os.scandir, os.open)
-to show that the two bounds stay apart, and that work never starts on a caja reported unreachable.
+Both run in one worker step; these tests hold the operating system's answers back (os.scandir) to show
+that the two bounds stay apart, and that work never starts on a caja reported unreachable.
 """
 
 from __future__ import annotations
