@@ -207,19 +207,48 @@ def run_load(home: Path, csv_path: Path, opened: bool = False) -> dict:
     return {"seconds": time.perf_counter() - started, "rss_before": rss_before, "load": loaded}
 
 
+class _Inline:
+    """bounded.Pending's stand-in for --without threads and --profile: the step has run when it is made."""
+
+    def __init__(self, fn, what: str = "step"):
+        self.result, self.error = None, None
+        try:
+            self.result = fn()
+        except BaseException as exc:  # handed to wait(), as bounded does
+            self.error = exc
+
+    def wait(self, *args, **kwargs):
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def take_out(without: set[str]) -> None:
+    """What-if runs, which the product never does: without threads, every caja and every one of its
+    steps runs in this thread, one after the other (no pool, no worker with a deadline); without flushes,
+    os.fsync does nothing (the caja files' and folders' flushes; SQLite flushes in C, untouched)."""
+    from syscafe_sync import bounded, push
+
+    if "threads" in without:
+        bounded.start = _Inline
+        bounded.call = lambda fn, timeout, what="step", **_: fn()
+        push.in_pool = lambda workers, fn, items: [fn(item) for item in items]
+    if "flushes" in without:
+        os.fsync = lambda fd: None
+
+
 def run_push(mode: str, cajas_dir: Path, home: Path, profile: bool, workers: int | None, cfg=None) -> dict:
-    from syscafe_sync import bounded, catalogs, push
+    from syscafe_sync import catalogs, push
 
     cfg = cfg or open_home(home)
     if workers:
         cfg.limits["workers"] = workers  # as if set in config.toml
     roots = {p.name: p for p in caja_roots(cajas_dir)}
     profiler = None
-    if profile:  # cProfile sees only its own thread: every caja inline, not in the pool's or bounded.call's
+    if profile:  # cProfile sees only its own thread: every caja inline, not in the pool's or a bounded worker's
         import cProfile
 
-        bounded.call = lambda fn, timeout, what="step", **_: fn()
-        push.in_pool = lambda workers, fn, items: [fn(item) for item in items]
+        take_out({"threads"})
         profiler = cProfile.Profile()
     before = {name: folder_state(root) for name, root in roots.items()}
     wchar_before = process_wchar()
@@ -282,6 +311,7 @@ def push_mode(step: str) -> str:
 
 def child(args) -> None:
     cajas_dir, home = Path(args.data), Path(args.target)
+    take_out(set(args.without))
     if args.scenario == "sequence":
         out = run_sequence(cajas_dir, home, Path(args.csv), args.products, args.workers)
     elif args.scenario == "setup":
@@ -301,10 +331,11 @@ def child(args) -> None:
 # --- the parent: data, subprocesses, report -----------------------------------------------------
 
 def run_child(scenario: str, cajas_dir: Path, home: Path, csv_path: Path, profile: bool = False,
-              workers: int | None = None, products: int | None = None) -> dict:
+              workers: int | None = None, products: int | None = None, without: list[str] = ()) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--scenario", scenario,
            "--data", str(cajas_dir), "--target", str(home), "--csv", str(csv_path)] + (["--profile"] if profile else [])
     cmd += ["--workers", str(workers)] if workers else []
+    cmd += ["--without", ",".join(without)] if without else []
     cmd += ["--products", str(products)] if products else []
     return child_result(scenario, cmd)
 
@@ -360,15 +391,28 @@ def one_round(args, cajas_dir: Path, home: Path, csv_path: Path, runs: dict[str,
     write_products(csv_path, args.products, set())
     setup = run_child("setup", cajas_dir, home, csv_path)
     if args.warm:
-        steps = run_child("sequence", cajas_dir, home, csv_path, workers=args.workers, products=args.products)["steps"]
+        steps = run_child("sequence", cajas_dir, home, csv_path, workers=args.workers, products=args.products,
+                          without=args.without)["steps"]
         for step, r in steps.items():
             runs.setdefault(step, []).append(r)
         return setup
     for step, bumped in STEPS:
         if bumped is not None:
             write_products(csv_path, args.products, bumped(args.products))
-        runs.setdefault(step, []).append(run_child(step, cajas_dir, home, csv_path, workers=args.workers))
+        runs.setdefault(step, []).append(run_child(step, cajas_dir, home, csv_path, workers=args.workers,
+                                                   without=args.without))
     return setup
+
+
+WITHOUT = ("flushes", "threads")
+
+
+def what_if(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WITHOUT]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: --without takes flushes, threads or both (comma-separated)")
+    return names
 
 
 def main() -> None:
@@ -386,6 +430,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="cajas pushed at once (limits.workers; default: the configuration's, 4)")
     ap.add_argument("--warm", action="store_true",
                     help="every step of a round in one process, as a running service pushes (default: one process each)")
+    ap.add_argument("--without", type=what_if, default=[], metavar="flushes,threads",
+                    help="what-if runs the product never does: take out the caja files' flushes (os.fsync) and/or "
+                         "the threads (every caja and step inline, one after the other), to see what the rest costs")
     ap.add_argument("--scenario", choices=["setup", "sequence"] + [step for step, _ in STEPS], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
@@ -417,6 +464,9 @@ def main() -> None:
         print(f"workdir: {work}; cajas reached as {server.url('cajas')}/CAJAnn (smbd on loopback), home on local disk")
     else:
         print(f"workdir: {work} (local disk; cajas and home on the same disk)")
+    if args.without:
+        print(f"WHAT-IF run, without {' and '.join(args.without)}: the product never runs this way; the figures show "
+              "what the rest costs, and say nothing of the goals")
     try:
         runs: dict[str, list[dict]] = {}
         for round_no in range(1, args.repeat + 1):
@@ -496,8 +546,10 @@ def main() -> None:
         for k, what in (("total-again", "the total push it saves (4b: cajas hold the catalog)"),
                         ("total", "the first total push to empty cajas (1)")):
             share = partial["seconds"] / res[k]["seconds"]
+            verdict = f"(what-if, without {' and '.join(args.without)})" if args.without else (
+                "met" if share <= GOAL_PARTIAL_SHARE else "MISSED")
             print(f"goal: partial push <= {GOAL_PARTIAL_SHARE:.0%} of {what} -> {partial['seconds']:.3f} s / "
-                  f"{res[k]['seconds']:.3f} s = {share:.1%}  {'met' if share <= GOAL_PARTIAL_SHARE else 'MISSED'}")
+                  f"{res[k]['seconds']:.3f} s = {share:.1%}  {verdict}")
 
         if args.profile:
             # Not profiled: a push that deletes the files the replace push left behind, so the profiled
