@@ -31,6 +31,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from import_bench import child_result, table  # noqa: E402  same folder: what both benchmarks share
 from samba import PASSWORD, SambaServer, unavailable  # noqa: E402  the tests' throw-away Samba server
 
+from syscafe_sync.storage.local import filesystem_type  # noqa: E402
+
 CATALOG = "products"
 CHANGED = 10  # products whose price changes before the partial push
 GOAL_PARTIAL_BYTES = 64 * 1024  # per caja
@@ -126,7 +128,7 @@ def flush_floor(work: Path, cajas: int, rounds: int = 5) -> tuple[float, float]:
 
     from syscafe_sync.caja.writer import fsync_dir
 
-    base = work / "flush-floor"
+    base = work / f"syscafe-push-bench-flush-floor-{os.getpid()}"
     folders = [base / f"c{i}" for i in range(cajas)]
     for f in folders:
         f.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,10 @@ def flush_floor(work: Path, cajas: int, rounds: int = 5) -> tuple[float, float]:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return serial, together
+
+
+def same_fs(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
 
 
 def process_wchar() -> int | None:
@@ -430,6 +436,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="cajas pushed at once (limits.workers; default: the configuration's, 4)")
     ap.add_argument("--warm", action="store_true",
                     help="every step of a round in one process, as a running service pushes (default: one process each)")
+    ap.add_argument("--cajas-dir", metavar="DIR",
+                    help="put the caja folders under DIR, on another file system than the home (the cajas are other "
+                         "machines: their flushes do not wait for the main server's database); default: in the workdir")
     ap.add_argument("--without", type=what_if, default=[], metavar="flushes,threads",
                     help="what-if runs the product never does: take out the caja files' flushes (os.fsync) and/or "
                          "the threads (every caja and step inline, one after the other), to see what the rest costs")
@@ -450,6 +459,10 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="syscafe-push-bench-")).absolute()
     work.mkdir(parents=True, exist_ok=True)
     cajas_dir, home, csv_path = work / "cajas", work / "home", work / f"{CATALOG}.csv"
+    if args.cajas_dir:
+        if args.smb:
+            ap.error("--cajas-dir and --smb: with --smb the cajas are the Samba share's folders")
+        cajas_dir = Path(args.cajas_dir).absolute() / f"syscafe-push-bench-cajas-{os.getpid()}"
     made = {cajas_dir, home, csv_path}
     server = None
     if args.smb:
@@ -463,7 +476,12 @@ def main() -> None:
         os.environ["SYSCAFE_SYNC_SMB_PASSWORD"] = PASSWORD  # as a service would get it: the environment
         print(f"workdir: {work}; cajas reached as {server.url('cajas')}/CAJAnn (smbd on loopback), home on local disk")
     else:
-        print(f"workdir: {work} (local disk; cajas and home on the same disk)")
+        if args.cajas_dir:
+            print(f"workdir: {work} (the home: {filesystem_type(str(work)) or 'file system not known'}); cajas in {cajas_dir} "
+                  f"({filesystem_type(str(cajas_dir.parent)) or 'file system not known'}), "
+                  f"{'the same' if same_fs(cajas_dir.parent, work) else 'another'} file system")
+        else:
+            print(f"workdir: {work} (local disk; cajas and home on the same disk and file system)")
     if args.without:
         print(f"WHAT-IF run, without {' and '.join(args.without)}: the product never runs this way; the figures show "
               "what the rest costs, and say nothing of the goals")
@@ -540,7 +558,7 @@ def main() -> None:
         # get the change by a total push, which reads each caja's records to keep the ones only it has), and
         # the first push to empty cajas (where a partial push is a total one), which reads nothing back.
         if not args.smb:
-            serial, together = flush_floor(work, args.cajas)
+            serial, together = flush_floor(cajas_dir.parent, args.cajas)
             print(f"the disk alone, for a partial push's three flushes at each of the {args.cajas} cajas (nothing else "
                   f"running): {serial * 1000:.1f} ms one caja after the other, {together * 1000:.1f} ms all at once")
         for k, what in (("total-again", "the total push it saves (4b: cajas hold the catalog)"),
@@ -576,6 +594,8 @@ def main() -> None:
                     p.unlink(missing_ok=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
+        if args.cajas_dir and not args.keep:
+            shutil.rmtree(cajas_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
