@@ -451,6 +451,11 @@ def main() -> None:
         return child(args)
     if args.cajas < 1 or args.products < CHANGED or args.repeat < 1:
         ap.error(f"--cajas and --repeat must be at least 1, --products at least {CHANGED}")
+    if args.cajas_dir and args.smb:
+        ap.error("--cajas-dir and --smb: with --smb the cajas are the Samba share's folders")
+    if args.cajas_dir and not Path(args.cajas_dir).is_dir():
+        ap.error(f"--cajas-dir {args.cajas_dir}: there is no such folder; give an existing one (on the file system "
+                 "to measure)")
 
     import peewee
 
@@ -460,8 +465,6 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     cajas_dir, home, csv_path = work / "cajas", work / "home", work / f"{CATALOG}.csv"
     if args.cajas_dir:
-        if args.smb:
-            ap.error("--cajas-dir and --smb: with --smb the cajas are the Samba share's folders")
         cajas_dir = Path(args.cajas_dir).absolute() / f"syscafe-push-bench-cajas-{os.getpid()}"
     made = {cajas_dir, home, csv_path}
     server = None

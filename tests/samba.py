@@ -138,6 +138,14 @@ class SambaServer:
                 time.sleep(0.1)
         raise RuntimeError(f"smbd did not answer on 127.0.0.1:{self.port} within {timeout:g} s")
 
+    def open_files(self) -> list[str]:
+        """The files some client holds open on this server now (smbstatus), as share-relative names."""
+        out = subprocess.run(["smbstatus", "-s", str(self.conf), "-L"], capture_output=True, text=True, check=True).stdout
+        lines = [ln.strip() for ln in out.splitlines()]
+        # A header, a line of dashes, then one row an open file; "No locked files" when there is none.
+        rule = next((i for i, ln in enumerate(lines) if ln and set(ln) == {"-"}), None)
+        return [] if rule is None else [ln for ln in lines[rule + 1:] if ln]
+
     def freeze(self) -> None:
         os.killpg(self.proc.pid, signal.SIGSTOP)
 

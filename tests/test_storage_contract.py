@@ -17,14 +17,19 @@ from syscafe_sync.storage import open_root
 
 @pytest.fixture(params=["local", "smb"])
 def root(request, tmp_path):
-    """(storage, the same folder on this machine's disk)."""
+    """(storage, the same folder on this machine's disk). On smb:// every test ends with nothing held
+    open on the server: each step opens and closes its file in one compound request, also when it fails
+    (a missing file, a read past the end, a short journal), and a handle left open would hold the POS's
+    own writes to that file for as long as the service runs."""
     if request.param == "local":
         folder = tmp_path / "caja"
         folder.mkdir()
-        return open_root(str(folder)), folder
+        yield open_root(str(folder)), folder
+        return
     smb_caja, home = request.getfixturevalue("smb_caja"), request.getfixturevalue("home")
     folder, url = smb_caja("CAJA1", "caja1")
-    return open_root(url, config_mod.load(home), "CAJA1"), folder.root
+    yield open_root(url, config_mod.load(home), "CAJA1"), folder.root
+    assert request.getfixturevalue("samba").open_files() == []
 
 
 def test_list_and_read(root):
@@ -175,7 +180,8 @@ def strict(strict_server, monkeypatch):
 
     monkeypatch.setenv("SYSCAFE_SYNC_SMB_PASSWORD", PASSWORD)
     strict_server.empty()
-    return lambda share: (open_root(strict_server.url(share)), strict_server.shares[share])
+    yield lambda share: (open_root(strict_server.url(share)), strict_server.shares[share])
+    assert strict_server.open_files() == []  # what failed closed its file too
 
 
 def test_a_temp_file_whose_write_fails_is_removed(strict):
@@ -187,6 +193,12 @@ def test_a_temp_file_whose_write_fails_is_removed(strict):
     assert full.value.errno == errno.ENOSPC and "STATUS_DISK_FULL" in str(full.value)
     assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json"]  # the half-written temp went
     assert (disk / "catalogs" / "manifest.json").read_bytes() == b"old"
+    # An append small enough for one compound request (open, write, flush, close) that the disk refuses.
+    (disk / "catalogs" / "j.jsonl").write_bytes(b"x" * ((1 << 20) - 10))
+    with pytest.raises(OSError) as full:
+        st.append("catalogs/j.jsonl", b"y" * 100, at=(1 << 20) - 10)
+    assert full.value.errno == errno.ENOSPC and "STATUS_DISK_FULL" in str(full.value)
+    assert (disk / "catalogs" / "j.jsonl").stat().st_size <= 1 << 20
 
 
 def test_access_denied_is_said_as_such_and_not_retried(strict):
