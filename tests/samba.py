@@ -59,7 +59,7 @@ SHARE = """\
 
 def unavailable() -> str | None:
     """Why a Samba server cannot be started here, or None when it can."""
-    if not shutil.which("smbd") or not shutil.which("smbpasswd"):
+    if not all(shutil.which(tool) for tool in ("smbd", "smbpasswd", "smbstatus")):
         return "smbd is not installed (Debian: apt-get install -y samba)"
     if os.geteuid() != 0:
         return "starting smbd with its own user needs root"
