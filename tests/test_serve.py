@@ -1,7 +1,7 @@
 """Serving one caja (serve.serve_caja): its root has connect_timeout_s to answer, its work caja_timeout_s.
 
-Both run in one worker step; these tests hold the operating system's answers back (os.scandir) to show
-that the two bounds stay apart, and that work never starts on a caja reported unreachable.
+Both run in one worker step; these tests hold the operating system's answers back (os.scandir, os.open)
+to show that the two bounds stay apart, and that work never starts on a caja reported unreachable.
 """
 
 from __future__ import annotations
@@ -64,6 +64,31 @@ def test_a_root_that_does_not_answer_in_time_is_unreachable_and_its_work_never_s
         held.go.set()  # the root answers now, late: the push it belonged to must not run
     time.sleep(0.5)
     assert not (c1.root / "catalogs").exists()
+
+
+def test_a_caja_whose_manifest_read_does_not_answer_in_time_is_unreachable_and_its_push_never_starts(pushed, monkeypatch, tmp_path):
+    """After the first push a caja's first step is its manifest's read, not a listing of its root: that
+    read has connect_timeout_s, and a late answer does not start the work."""
+    cfg, c1, c2 = pushed
+    push.push(cfg)
+    src = tmp_path / "p2.jsonl"
+    src.write_text('{"code": "P1", "price": "2000.00"}\n', encoding="utf-8")
+    catalogs.load("products", src)
+    manifest = c1.root / "catalogs" / "manifest.json"
+    before = manifest.read_bytes()
+    held = Held(monkeypatch, str(manifest), "open")
+    try:
+        res = {r.caja: r for r in push.push(cfg).results}
+        assert held.waiting.is_set()
+        assert res["CAJA1"].outcome == "unreachable"
+        assert f"{c1.root} did not answer (nothing within 1 s, limits.connect_timeout_s)" in res["CAJA1"].message
+        assert res["CAJA2"].outcome == "ok" and read_catalog(c2.root, "products").records["P1"]["price"] == "2000.00"
+        CajaLease("catalogs:CAJA1", 60).acquire(wait=0)  # given back when it was reported
+    finally:
+        held.go.set()  # the manifest answers now, late: the push it belonged to must not run
+    time.sleep(0.5)
+    assert manifest.read_bytes() == before
+    assert read_catalog(c1.root, "products").records["P1"]["price"] == "1000.00"
 
 
 def test_work_that_outlasts_the_connect_bound_runs_to_its_own(pushed, monkeypatch):
