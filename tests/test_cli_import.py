@@ -131,27 +131,26 @@ def test_sigkill_at_any_instant_then_one_run_gives_the_clean_state(big_shop, tmp
     run_cli(reference, "init", check=0)
     for name, folder in f.items():
         run_cli(reference, "caja", "add", name, "--path", str(folder.root), check=0)
-    t0 = time.monotonic()
     run_cli(reference, "import", "--date", DAY.isoformat(), check=1)
-    clean_seconds = time.monotonic() - t0
     rng = random.Random(7)
     cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "import", "--date", DAY.isoformat()]
-    kills = runs = 0
-    while kills < 3 and runs < 12:
-        done = int(db_rows(home, "select count(*) from voucher")[0][0])
-        if done == 3000:
-            break
-        # Each killed run leaves less to do: the instant is drawn from the time the rest takes, not the
-        # whole import's, or a fast machine finishes every run after the first before it is killed.
+    count = lambda: int(db_rows(home, "select count(*) from voucher")[0][0])  # noqa: E731
+    kills = 0
+    for _ in range(3):
+        # Killed once it has imported a random share of what is left, then a little later (inside the next
+        # batch): never after it is done, however fast the machine; each run has less left to do.
+        done = count()
+        target = done + int(rng.uniform(0.1, 0.4) * (3000 - done))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        runs += 1
-        time.sleep(rng.uniform(0.3, max(0.35, clean_seconds * (1 - done / 3000))))
+        while proc.poll() is None and count() < target:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
         no_half_voucher(home)
-    assert kills >= 2, f"the import ended before it could be killed in {runs} runs: make the caja bigger"
+    assert kills == 3, "an import ended before it reached the point where it was to be killed"
     run_cli(home, "import", "--date", DAY.isoformat(), check=1)
     assert snapshot(home) == snapshot(reference)
     assert len(snapshot(home)["vouchers"]) == 3000
