@@ -3,47 +3,74 @@
 Gaps are reported, never filled: a missing number is a sale the main server
 has not seen (or a number the POS skipped), and only a person can say which.
 A day's gaps continue from the last number of the days before, so a voucher
-lost at the turn of the day is caught too.
+lost at the turn of the day is caught too. Only numbers the code's DIAN
+resolutions authorise are expected (`expected`).
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 from decimal import Decimal
 
 from peewee import fn
 
-from . import closings, registry, synclog
+from . import closings, registry, resolutions, synclog
 from .db.models import Voucher
 
 # The most missing numbers listed for one code; a typo jumping a million numbers ahead must not fill memory.
 MAX_LISTED = 10_000
 
 
-def _missing(numbers: list[int], start: int, end: int) -> list[int]:
-    """Numbers of start..end not in `numbers` (sorted), at most MAX_LISTED of them."""
+def _missing(numbers: list[int], start: int, end: int, room: int = MAX_LISTED) -> list[int]:
+    """Numbers of start..end not in `numbers` (sorted), at most `room` of them."""
     out: list[int] = []
     expected = start
-    for n in numbers:
+    for n in numbers[bisect.bisect_left(numbers, start):]:
         if n < expected:
             continue
         if n > end:
             break
-        out.extend(range(expected, min(n, expected + MAX_LISTED - len(out))))
+        out.extend(range(expected, min(n, expected + room - len(out))))
         expected = n + 1
-        if len(out) >= MAX_LISTED:
+        if len(out) >= room:
             return out
-    out.extend(range(expected, min(end + 1, expected + MAX_LISTED - len(out))))
+    out.extend(range(expected, min(end + 1, expected + room - len(out))))
     return out
+
+
+def expected(code: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The runs of start..end that the code's numbering says were issued. With no resolution, all of it.
+    With resolutions, only numbers inside one: the numbers between two ranges were never authorised (a
+    new resolution often starts far above the last), and once the code has numbers in a later range the
+    earlier one's unused end was never issued either (the POS moved on when it expired). A voucher lost
+    right before such a switch is still caught by the day audit against closing.json."""
+    ranges = resolutions.for_codes([code]).get(code)
+    if not ranges:
+        return [(start, end)]
+    highest = [Voucher.select(fn.MAX(Voucher.number)).where(
+        (Voucher.code == code) & (Voucher.number >= r.number_from) & (Voucher.number <= r.number_to)).scalar() for r in ranges]
+    runs_ = []
+    for i, r in enumerate(ranges):
+        last = r.number_to
+        if any(h is not None for h in highest[i + 1:]):
+            if highest[i] is None:
+                continue  # never used: the code went straight to a later range
+            last = highest[i]
+        a, b = max(r.number_from, start), min(last, end)
+        if a <= b:
+            runs_.append((a, b))
+    return runs_
 
 
 def gaps(code: str, day: dt.date | None = None) -> list[int]:
     """Missing numbers of `code`: on `day`, from the last number held for the days before up to the day's
-    highest; without a day, between the lowest and highest number ever held."""
+    highest; without a day, between the lowest and highest number ever held. Only numbers the code's
+    resolutions say were issued count (`expected`)."""
     if day is None:
         numbers = [n for (n,) in Voucher.select(Voucher.number).where(Voucher.code == code).order_by(Voucher.number).tuples()]
-        return _missing(numbers, numbers[0], numbers[-1]) if numbers else []
+        return _gaps_in(code, numbers, numbers[0], numbers[-1]) if numbers else []
     d = day.isoformat()
     top = Voucher.select(fn.MAX(Voucher.number)).where((Voucher.code == code) & (Voucher.day == d)).scalar()
     if top is None:
@@ -53,7 +80,16 @@ def gaps(code: str, day: dt.date | None = None) -> list[int]:
     # a number held under any day counts: a voucher filed in the wrong day's folder is not missing
     held = [n for (n,) in Voucher.select(Voucher.number)
             .where((Voucher.code == code) & (Voucher.number >= start) & (Voucher.number <= top)).order_by(Voucher.number).tuples()]
-    return _missing(held, start, top)
+    return _gaps_in(code, held, start, top)
+
+
+def _gaps_in(code: str, held: list[int], start: int, end: int) -> list[int]:
+    out: list[int] = []
+    for a, b in expected(code, start, end):
+        out += _missing(held, a, b, MAX_LISTED - len(out))
+        if len(out) >= MAX_LISTED:
+            break
+    return out
 
 
 def log_gaps(caja: str, day: dt.date) -> None:

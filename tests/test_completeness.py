@@ -163,6 +163,37 @@ def test_gaps_are_reported_never_filled_and_continue_from_the_day_before(cfg, tw
     assert audit.gaps("FV1") == [] and audit.gaps("FV1", DAY) == []
 
 
+def test_gaps_count_only_the_numbers_the_resolutions_say_were_issued(cfg, two):
+    c1, _ = two
+    before = DAY - dt.timedelta(days=1)
+    for n in (1, 2, 3, 5, 7):                   # resolution A: 1–10; 4 and 6 lost, 8–10 never used
+        c1.add(n, day=before)
+    imported(cfg, before)
+    # with no resolution every number between is expected
+    assert audit.gaps("FV1", before) == [4, 6]
+    resolutions.add("FV1", "POS1", 1, 10, dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+    for n in (103, 104, 106):                   # the POS moved to resolution B, 101–200, and lost 105
+        c1.add(n, day=DAY)
+    imported(cfg, DAY)
+    # Without B, 103 and up are outside every range: numbering findings, not expected numbers, and no
+    # gap among them or between 7 and them but A's own unused end, 8–10 (the POS may have lost them).
+    assert audit.gaps("FV1", DAY) == [8, 9, 10]
+    assert kinds_of("FV1", 103) == {"numbering"}
+    resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 11, 1), dt.date(2027, 10, 31))
+    # B starts at 101: the POS's first two numbers there are missing; A's unused end and 11–100 are not
+    assert audit.gaps("FV1", DAY) == [101, 102, 105]
+    assert audit.gaps("FV1") == [4, 6, 101, 102, 105]
+    logged = SyncLog.select().where((SyncLog.action == "check") & (SyncLog.caja == "CAJA1")).order_by(SyncLog.id.desc()).first()
+    assert logged.message == f"{DAY}: numbers missing in FV1: 8–10", "the import logged what it saw then, before B"
+    assert audit.check(DAY)["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [101, 102, 105]}]
+    # a resolution recorded but never used, between the two, is skipped whole
+    resolutions.add("FV1", "POS1", 50, 60, dt.date(2026, 6, 1), dt.date(2026, 12, 31))
+    assert audit.gaps("FV1") == [4, 6, 101, 102, 105]
+    # the day audit without a closing names the same gaps
+    [caja] = audit.audit(DAY, "CAJA1")["cajas"]
+    assert caja["codes"]["FV1"]["status"] == "no_closing" and caja["codes"]["FV1"]["missing"] == [101, 102, 105]
+
+
 def test_vouchers_check_lists_findings_and_gaps(home, cfg, two):
     c1, c2 = two
     c1.add_many(1, 3)
