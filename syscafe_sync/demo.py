@@ -34,7 +34,7 @@ def run(home: str | None = None, db_url: str | None = None, keep: bool = True) -
     for name in demo_company.CAJAS:
         registry.add(name, str(cajas_dir / name), ip=None, codes=(), timeout=cfg.limits["connect_timeout_s"])
     for code, (prefix, first, last, valid_from, valid_to, number) in demo_company.RESOLUTIONS.items():
-        resolutions.add(code, prefix, first, last, valid_from, valid_to, number)
+        resolutions.add(code, prefix, first, last, valid_from, valid_to, number, tz=cfg.timezone)
     days = []
     for day in demo_company.DAYS:
         result = importer.import_day(cfg, list(demo_company.CAJAS), day, "skip")

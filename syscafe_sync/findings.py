@@ -62,15 +62,18 @@ def arithmetic(v: Decoded) -> list[dict]:
     return out
 
 
-def dates(v: Decoded, day: dt.date, now: dt.datetime) -> list[dict]:
+def dates(v: Decoded, day: dt.date, now: dt.datetime, tz: dt.tzinfo) -> list[dict]:
+    """`tz`: the company's time zone, whose calendar the day folders follow. The voucher's own offset is
+    not that: a POS that writes its times in UTC ("Z") would have every evening sale on the next day."""
     out = []
     issued = v.header["issued_utc"]
     if issued > now + CLOCK_SKEW:
         out.append(_f("date", f"issued_at {v.header['issued_at']} is in the future"))
-    if issued.date() != day:
-        out.append(_f("date", f"issued on {issued.date()}, but it is in the folder of {day}"))
+    local = issued.astimezone(tz).date()
+    if local != day:
+        out.append(_f("date", f"issued on {local} ({v.header['issued_at']}), but it is in the folder of {day}"))
     return out
 
 
-def of_voucher(v: Decoded, day: dt.date, now: dt.datetime) -> list[dict]:
-    return arithmetic(v) + dates(v, day, now)
+def of_voucher(v: Decoded, day: dt.date, now: dt.datetime, tz: dt.tzinfo) -> list[dict]:
+    return arithmetic(v) + dates(v, day, now, tz)

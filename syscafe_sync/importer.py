@@ -328,8 +328,9 @@ class _CajaImport(CajaJob):
         except Refused as exc:
             return self._refuse(path, str(exc), sha)
         h = parsed.header
-        found = findings.of_voucher(parsed, self.day, self.now) + resolutions.numbering(
-            h["code"], h["number"], h["prefix"], h["issued_at"], self.ranges.get(h["code"]))
+        tz = self.config.timezone
+        found = findings.of_voucher(parsed, self.day, self.now, tz) + resolutions.numbering(
+            h["code"], h["number"], h["prefix"], h["issued_at"], self.ranges.get(h["code"]), tz)
         self.batch.append(_Kept(key, path, sha, raw.decode("utf-8"), parsed.rows, found, known[0] if known else None))
 
     def _keep_closing(self) -> None:

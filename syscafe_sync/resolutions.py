@@ -46,7 +46,7 @@ class Range:
 
 
 def add(code: str, prefix: str, number_from: int, number_to: int, valid_from: dt.date, valid_to: dt.date,
-        number: str | None = None) -> tuple[Range, list[str]]:
+        number: str | None = None, *, tz: dt.tzinfo) -> tuple[Range, list[str]]:
     """Records a resolution; refuses (nothing changed) a bad range or one overlapping another of the code."""
     code = registry.check_code(code)
     prefix = prefix.strip()
@@ -65,18 +65,18 @@ def add(code: str, prefix: str, number_from: int, number_to: int, valid_from: dt
                                 valid_from=valid_from.isoformat(), valid_to=valid_to.isoformat(), number=number, created_at=utcnow())
     added = Range.of(row)
     warnings = [] if code in registry.code_owner() else [f"code {code} is not registered to any caja yet; the resolution waits for it"]
-    checked = recheck(code)
+    checked = recheck(code, tz)
     synclog.record(synclog.Entry(action="resolution add", outcome="ok", message=f"{code}: {added.describe()}; {checked} vouchers checked again"))
     return added, warnings
 
 
-def remove(resolution_id: int) -> Range:
+def remove(resolution_id: int, *, tz: dt.tzinfo) -> Range:
     row = Resolution.get_or_none(Resolution.id == resolution_id)
     if row is None:
         raise UsageError(f"there is no resolution #{resolution_id}; `syscafe-sync resolution list` shows their numbers.")
     gone = Range.of(row)
     row.delete_instance()
-    checked = recheck(gone.code)
+    checked = recheck(gone.code, tz)
     synclog.record(synclog.Entry(action="resolution remove", outcome="ok", message=f"{gone.code}: {gone.describe()} removed; {checked} vouchers checked again"))
     return gone
 
@@ -88,8 +88,10 @@ def for_codes(codes) -> dict[str, list[Range]]:
     return out
 
 
-def numbering(code: str, number: int, prefix: str | None, issued_at: str, ranges: list[Range] | None) -> list[dict]:
-    """The numbering findings of one voucher; none for a code with no resolution (doctor reports that)."""
+def numbering(code: str, number: int, prefix: str | None, issued_at: str, ranges: list[Range] | None,
+              tz: dt.tzinfo) -> list[dict]:
+    """The numbering findings of one voucher; none for a code with no resolution (doctor reports that).
+    `tz`: the company's time zone, whose calendar a resolution's validity dates are in."""
     if not ranges:
         return []
     hit = next((r for r in ranges if r.number_from <= number <= r.number_to), None)
@@ -97,7 +99,7 @@ def numbering(code: str, number: int, prefix: str | None, issued_at: str, ranges
         within = "; ".join(r.describe() for r in ranges)
         return [_finding(f"{code}-{number} is outside the range of every resolution of {code}: {within}")]
     out = []
-    issued = dt.datetime.fromisoformat(issued_at).date()  # the date where it was issued, in its own offset
+    issued = dt.datetime.fromisoformat(issued_at).astimezone(tz).date()
     if not hit.valid_from <= issued <= hit.valid_to:
         out.append(_finding(f"{code}-{number} was issued on {issued}, outside the validity of {hit.describe()}"))
     if (prefix or "") != hit.prefix:
@@ -109,7 +111,7 @@ def _finding(message: str) -> dict:
     return {"kind": KIND, "message": message}
 
 
-def recheck(code: str) -> int:
+def recheck(code: str, tz: dt.tzinfo) -> int:
     """Brings the numbering findings of every voucher of `code` in line with its resolutions; returns how many changed."""
     ranges = for_codes([code]).get(code)
     changed = 0
@@ -117,7 +119,7 @@ def recheck(code: str) -> int:
         rows = Voucher.select(Voucher.id, Voucher.number, Voucher.prefix, Voucher.issued_at, Voucher.findings).where(Voucher.code == code)
         for vid, number, prefix, issued_at, found in rows.tuples():
             before = json.loads(found)
-            after = [f for f in before if f.get("kind") != KIND] + numbering(code, number, prefix, issued_at, ranges)
+            after = [f for f in before if f.get("kind") != KIND] + numbering(code, number, prefix, issued_at, ranges, tz)
             if after != before:
                 Voucher.update(findings=json.dumps(after, ensure_ascii=False)).where(Voucher.id == vid).execute()
                 changed += 1

@@ -81,7 +81,7 @@ def test_each_finding_is_flagged_and_a_clean_voucher_is_not(cfg, two, spoil, kin
 
 def test_numbering_findings_follow_the_resolutions_and_are_checked_again_when_they_change(cfg, two):
     c1, _ = two
-    resolutions.add("FV1", "POS1", 1, 100, dt.date(2026, 1, 1), dt.date(2026, 12, 31), "18764000001")
+    resolutions.add("FV1", "POS1", 1, 100, dt.date(2026, 1, 1), dt.date(2026, 12, 31), "18764000001", tz=BOGOTA)
     c1.add(5)                                   # in range, valid, right prefix
     c1.add(150)                                 # outside the range
     c1.add(6, prefix="OTRO")                    # another prefix
@@ -92,17 +92,45 @@ def test_numbering_findings_follow_the_resolutions_and_are_checked_again_when_th
     [prefix] = findings_of("FV1", 6)
     assert "has prefix OTRO, but resolution 18764000001" in prefix["message"] and "authorises POS1" in prefix["message"]
     # a second resolution covering 101–200 clears FV1-150 at once, without importing again
-    second, _ = resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 6, 1), dt.date(2027, 6, 1))
+    second, _ = resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 6, 1), dt.date(2027, 6, 1), tz=BOGOTA)
     assert findings_of("FV1", 150) == []
     # the validity: a resolution that starts after the voucher was issued
-    resolutions.remove(second.id)
-    resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 12, 1), dt.date(2027, 6, 1))
+    resolutions.remove(second.id, tz=BOGOTA)
+    resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 12, 1), dt.date(2027, 6, 1), tz=BOGOTA)
     [late] = findings_of("FV1", 150)
     assert f"was issued on {DAY}, outside the validity of" in late["message"]
     # no resolution at all: no numbering findings (doctor says the resolution is missing)
     for r in resolutions.listing("FV1"):
-        resolutions.remove(r["id"])
+        resolutions.remove(r["id"], tz=BOGOTA)
     assert findings_of("FV1", 150) == [] and findings_of("FV1", 6) == []
+
+
+def test_dates_are_checked_on_the_company_calendar_whatever_offset_the_pos_writes(home, cfg, two):
+    c1, _ = two
+    utc = dt.timezone.utc
+    evening = dt.datetime.combine(DAY, dt.time(21, 30), BOGOTA)     # 02:30 the next day in UTC
+    late_before = dt.datetime.combine(DAY - dt.timedelta(days=1), dt.time(23, 30), BOGOTA)  # DAY 04:30 in UTC
+    for number, issued in [(1, evening), (2, evening.astimezone(utc)), (3, late_before.astimezone(utc)),
+                           (4, evening.astimezone(dt.timezone(dt.timedelta(hours=1))))]:
+        c1.raw(f"movements/{DAY}/FV1-{number}.json", json.dumps(voucher("CAJA1", "FV1", number, issued=issued)))
+    # a resolution that ends on DAY: the evening sale written in UTC is still within it
+    resolutions.add("FV1", "POS1", 1, 100, dt.date(2026, 1, 1), DAY, tz=BOGOTA)
+    imported(cfg)
+    assert Voucher.get((Voucher.code == "FV1") & (Voucher.number == 2)).issued_at.endswith("+00:00"), "kept as the POS wrote it"
+    listed = run_cli(home, "vouchers", "list", "--date", DAY.isoformat(), check=0).stdout
+    issued = [line.split()[3] for line in listed.splitlines() if line.startswith("CAJA1 ")]
+    assert issued == ["21:30:00", "21:30:00", "23:30:00", "21:30:00"], "the list shows the company's clock"
+    assert findings_of("FV1", 1) == [] and findings_of("FV1", 2) == [] and findings_of("FV1", 4) == [], \
+        "21:30 in Bogotá is DAY, written with any offset"
+    [other_day] = [f for f in findings_of("FV1", 3) if f["kind"] == "date"]
+    assert other_day["message"].startswith(f"issued on {DAY - dt.timedelta(days=1)} (") and f"folder of {DAY}" in other_day["message"]
+    [outside] = [f for f in findings_of("FV1", 3) if f["kind"] == "numbering"] or [None]
+    assert outside is None, "23:30 on the day before is inside the validity too"
+    # checked again when a resolution changes, on the same calendar
+    for r in resolutions.listing("FV1"):
+        resolutions.remove(r["id"], tz=BOGOTA)
+    resolutions.add("FV1", "POS1", 1, 100, DAY + dt.timedelta(days=1), dt.date(2027, 12, 31), tz=BOGOTA)
+    assert {f["kind"] for f in findings_of("FV1", 2)} == {"numbering"}, "DAY in Bogotá is before a validity from DAY + 1"
 
 
 def test_bad_resolutions_are_refused_with_exit_2_and_nothing_changed(home, two):
@@ -171,7 +199,7 @@ def test_gaps_count_only_the_numbers_the_resolutions_say_were_issued(cfg, two):
     imported(cfg, before)
     # with no resolution every number between is expected
     assert audit.gaps("FV1", before) == [4, 6]
-    resolutions.add("FV1", "POS1", 1, 10, dt.date(2026, 1, 1), dt.date(2026, 12, 31))
+    resolutions.add("FV1", "POS1", 1, 10, dt.date(2026, 1, 1), dt.date(2026, 12, 31), tz=BOGOTA)
     for n in (103, 104, 106):                   # the POS moved to resolution B, 101–200, and lost 105
         c1.add(n, day=DAY)
     imported(cfg, DAY)
@@ -179,7 +207,7 @@ def test_gaps_count_only_the_numbers_the_resolutions_say_were_issued(cfg, two):
     # gap among them or between 7 and them but A's own unused end, 8–10 (the POS may have lost them).
     assert audit.gaps("FV1", DAY) == [8, 9, 10]
     assert kinds_of("FV1", 103) == {"numbering"}
-    resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 11, 1), dt.date(2027, 10, 31))
+    resolutions.add("FV1", "POS1", 101, 200, dt.date(2026, 11, 1), dt.date(2027, 10, 31), tz=BOGOTA)
     # B starts at 101: the POS's first two numbers there are missing; A's unused end and 11–100 are not
     assert audit.gaps("FV1", DAY) == [101, 102, 105]
     assert audit.gaps("FV1") == [4, 6, 101, 102, 105]
@@ -187,7 +215,7 @@ def test_gaps_count_only_the_numbers_the_resolutions_say_were_issued(cfg, two):
     assert logged.message == f"{DAY}: numbers missing in FV1: 8–10", "the import logged what it saw then, before B"
     assert audit.check(DAY)["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [101, 102, 105]}]
     # a resolution recorded but never used, between the two, is skipped whole
-    resolutions.add("FV1", "POS1", 50, 60, dt.date(2026, 6, 1), dt.date(2026, 12, 31))
+    resolutions.add("FV1", "POS1", 50, 60, dt.date(2026, 6, 1), dt.date(2026, 12, 31), tz=BOGOTA)
     assert audit.gaps("FV1") == [4, 6, 101, 102, 105]
     # the day audit without a closing names the same gaps
     [caja] = audit.audit(DAY, "CAJA1")["cajas"]
@@ -306,7 +334,7 @@ def test_doctor_wants_a_resolution_for_every_invoicing_code(cfg, two):
     check = _resolution_check(cfg)
     assert check.status == "fail" and "code FV1 has no numbering resolution" in check.message and "resolution add FV1" in check.fix
     today = dt.datetime.now(BOGOTA).date()
-    resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=10), today + dt.timedelta(days=300))
+    resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=10), today + dt.timedelta(days=300), tz=BOGOTA)
     assert _resolution_check(cfg).status == "ok"
     # a code whose vouchers are all credit notes needs none
     assert _resolution_check(cfg, "NC1").status == "warn"
@@ -318,7 +346,7 @@ def test_doctor_wants_a_resolution_for_every_invoicing_code(cfg, two):
 @pytest.mark.parametrize("days_left, status", [(20, "fail"), (30, "fail"), (31, "ok")])
 def test_doctor_fails_a_resolution_ending_within_30_days_the_30th_included(cfg, two, days_left, status):
     now, today = _today(cfg)
-    resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=300), today + dt.timedelta(days=days_left), "R-1")
+    resolutions.add("FV1", "POS1", 1, 1000, today - dt.timedelta(days=300), today + dt.timedelta(days=days_left), "R-1", tz=BOGOTA)
     check = _resolution_check(cfg, now=now)
     assert check.status == status, check.message
     if status == "fail":
@@ -329,7 +357,7 @@ def test_doctor_fails_a_resolution_ending_within_30_days_the_30th_included(cfg, 
 def test_doctor_fails_a_resolution_more_than_90_percent_used(cfg, two, highest, status):
     c1, _ = two
     now, today = _today(cfg)
-    resolutions.add("FV1", "POS1", 1, 100, today - dt.timedelta(days=300), today + dt.timedelta(days=300), "R-1")
+    resolutions.add("FV1", "POS1", 1, 100, today - dt.timedelta(days=300), today + dt.timedelta(days=300), "R-1", tz=BOGOTA)
     c1.add(1, day=today)
     c1.add(highest, day=today)  # the highest number held is what is used: the gap does not give numbers back
     importer.import_day(cfg, [], today, "skip")
@@ -344,7 +372,7 @@ def test_doctor_fails_a_resolution_more_than_90_percent_used(cfg, two, highest, 
 def test_doctor_fails_a_resolution_with_every_number_used(cfg, two):
     c1, _ = two
     now, today = _today(cfg)
-    resolutions.add("FV1", "POS1", 1, 10, today - dt.timedelta(days=300), today + dt.timedelta(days=300))
+    resolutions.add("FV1", "POS1", 1, 10, today - dt.timedelta(days=300), today + dt.timedelta(days=300), tz=BOGOTA)
     for n in range(1, 11):
         c1.add(n, day=today)
     importer.import_day(cfg, [], today, "skip")
@@ -356,7 +384,7 @@ def test_a_successor_recorded_clears_a_resolution_that_ends_soon_but_not_one_run
     c1, _ = two
     now, today = _today(cfg)
     days = lambda n: today + dt.timedelta(days=n)  # noqa: E731
-    resolutions.add("FV1", "POS1", 1001, 2000, days(-300), days(20), "R-1")
+    resolutions.add("FV1", "POS1", 1001, 2000, days(-300), days(20), "R-1", tz=BOGOTA)
     assert _resolution_check(cfg, now=now).status == "fail"
     c1.add(2096, day=today)  # misnumbered ahead: a successor 2001–2100 would be 96 % used before it starts
     importer.import_day(cfg, [], today, "skip")
@@ -364,12 +392,12 @@ def test_a_successor_recorded_clears_a_resolution_that_ends_soon_but_not_one_run
     # numbering backwards
     for numbers, valid_from, valid_to in [((2001, 3000), days(22), days(400)), ((2001, 3000), days(21), days(30)),
                                           ((2001, 2100), days(21), days(400)), ((1, 1000), days(21), days(400))]:
-        r, _ = resolutions.add("FV1", "POS1", *numbers, valid_from, valid_to, "R-2")
+        r, _ = resolutions.add("FV1", "POS1", *numbers, valid_from, valid_to, "R-2", tz=BOGOTA)
         check = _resolution_check(cfg, now=now)
         assert check.status == "fail" and "resolution R-1 of FV1 ends in 20 days" in check.message, (numbers, valid_from, valid_to)
-        resolutions.remove(r.id)
+        resolutions.remove(r.id, tz=BOGOTA)
     # the day after R-1 ends, R-2 takes over: nothing to ask DIAN for
-    resolutions.add("FV1", "POS1", 2001, 3000, days(21), days(400), "R-2")
+    resolutions.add("FV1", "POS1", 2001, 3000, days(21), days(400), "R-2", tz=BOGOTA)
     check = _resolution_check(cfg, now=now)
     assert check.status == "ok", check.message
     assert f"then resolution R-2 (POS1 2001–3000) from {days(21)}" in check.message

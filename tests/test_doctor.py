@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import cli_json, run_cli, write_config
+from conftest import BOGOTA, cli_json, run_cli, write_config
 
 from syscafe_sync import catalogs, doctor, health, lease, resolutions, synclog
 from syscafe_sync import config as config_mod
@@ -29,7 +29,7 @@ def test_a_healthy_main_server_passes_and_exits_0(home, two):
     load_catalogs()
     today = dt.date.today()
     for code in ("FV1", "FV2"):
-        resolutions.add(code, f"POS{code[-1]}", 1, 5000, today - dt.timedelta(days=30), today + dt.timedelta(days=300))
+        resolutions.add(code, f"POS{code[-1]}", 1, 5000, today - dt.timedelta(days=30), today + dt.timedelta(days=300), tz=BOGOTA)
     doc = cli_json(home, "doctor")
     checks = by_check(doc)
     assert doc["ok"] is True

@@ -70,8 +70,9 @@ def resolution_group():
 @pass_app
 def resolution_add(app: App, code, prefix, number_from, number_to, valid_from, valid_to, number):
     """Records a numbering resolution for CODE; the code's vouchers are checked against it at once."""
-    app.open()
-    added, warnings = resolutions.add(code, prefix, number_from, number_to, valid_from.date(), valid_to.date(), number)
+    cfg = app.open()
+    added, warnings = resolutions.add(code, prefix, number_from, number_to, valid_from.date(), valid_to.date(), number,
+                                      tz=cfg.timezone)
     app.emit({"resolution": resolutions.listing(added.code)[-1] | {"id": added.id}, "warnings": warnings},
              "\n".join([f"added #{added.id} for {added.code}: {added.describe()}"] + [f"warning: {w}" for w in warnings]))
 
@@ -98,8 +99,8 @@ def resolution_list(app: App, code):
 @pass_app
 def resolution_remove(app: App, resolution_id):
     """Removes resolution ID (see `resolution list`); the code's vouchers are checked again."""
-    app.open()
-    gone = resolutions.remove(resolution_id)
+    cfg = app.open()
+    gone = resolutions.remove(resolution_id, tz=cfg.timezone)
     app.emit({"removed": gone.id, "code": gone.code}, f"removed #{gone.id} of {gone.code}: {gone.describe()}")
 
 

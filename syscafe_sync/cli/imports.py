@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import click
@@ -83,10 +84,15 @@ def vouchers_list(app: App, caja, day, code, limit):
         return
     click.echo(render_table(
         ["caja", "voucher", "date", "issued", "status", "total", "findings", "accounting"],
-        [[v["caja"], f"{v['code']}-{v['number']}", v["date"], v["issued_at"][11:19], v["status"], v["total"], len(v["findings"]) or "",
+        [[v["caja"], f"{v['code']}-{v['number']}", v["date"], _clock(v["issued_at"], cfg.timezone), v["status"], v["total"], len(v["findings"]) or "",
           v["accounting"] + (f": {v['accounting_reason']}" if v["accounting"] in ("held", "failed") else "")] for v in rows],
     ))
     click.echo(f"{len(rows)} vouchers")
+
+
+def _clock(issued_at: str, tz) -> str:
+    """The time of day on the company's clock, whatever offset the POS wrote."""
+    return dt.datetime.fromisoformat(issued_at).astimezone(tz).strftime("%H:%M:%S")
 
 
 @vouchers_group.command("show")
