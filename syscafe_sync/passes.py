@@ -2,7 +2,8 @@
 
 Per caja, in a bounded pool of workers: import (skip), loyalty, rules. Then
 the consolidated points become the loyalty_balances catalog, and every caja
-gets its catalogs (partial), again in the pool. Each caja and each action is
+gets its catalogs (partial), again in the pool. Last, an accounting file that
+a killed `accounting post` left staged after recording it is published. Each caja and each action is
 isolated and bounded in time by `serve_caja`; one failing never stops the
 others.
 """
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from . import catalogs, catchup, health, importer, loyalty, push, registry, rules, stopping, synclog
+from .accounting import journal
 from .serve import in_pool
 from .config import Config
 from .db.models import utcnow
@@ -76,6 +78,7 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
     if catalogs.names():
         main = push.MainCatalogs(catalogs.names())
         pushed = push.PushResult("partial", False, in_pool(workers, lambda c: push.push_caja(config, c, "partial", False, main, now), cajas))
+    _publish_accounting(config)
     result = PassResult(day or today, imports, points, held, pushed, time.monotonic() - started)
     problems = result.problems()
     _log(result, problems)
@@ -83,6 +86,16 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
         health.record({c: [p for p in ps if not p.startswith("busy")] for c, ps in problems.items()},
                       config.get("sync", "alert_after_failures"), now)
     return result
+
+
+def _publish_accounting(config: Config) -> None:
+    try:
+        journal.publish_left(config)
+    except OSError as exc:  # the pass's own work is done; this one says why and is tried again next pass
+        synclog.record(synclog.Entry(
+            action="accounting post", outcome="failed", level="error",
+            message=f"cannot publish the accounting file left staged in {journal.export_folder(config)} ({exc}); "
+                    f"fix the folder's permissions or space, the next pass tries again"))
 
 
 def _log(result: PassResult, outcomes: dict[str, list[str]]) -> None:

@@ -16,6 +16,7 @@ from conftest import cli_env, cli_json, db_rows, run_cli
 
 from syscafe_sync.accounting import journal
 from syscafe_sync.db.models import Lease
+from syscafe_sync.lease import CajaLease
 
 # The real program, killed by itself at one instant of writing a journal file: after the staged file is on
 # disk, just before it is renamed to its final name, or just after; or stopped (SIGSTOP) once it is staged.
@@ -124,3 +125,28 @@ def test_a_run_that_lost_its_lease_while_staging_commits_nothing(home, books):
     # where the database says each entry went is the file that holds it
     assert {key: to for key, to in db_rows(home, "SELECT key, delivered_to FROM journal_entry")} == dict.fromkeys(KEYS, b["file"])
     assert staged(folder) == []
+
+
+
+@linux_only
+def test_the_next_pass_of_the_service_publishes_what_a_killed_post_recorded_delivered(home, books):
+    """A post killed between its commit and its rename: the database says delivered, the accounting program
+    sees nothing. The next full pass (what the service runs every interval) publishes it, not the next
+    post, which may be a day away; while another run holds the accounting lease, the pass leaves the folder alone."""
+    folder = home / "accounting"
+    killed = post_killed(home, "before the rename")
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL and len(staged(folder)) == 1 and in_files(folder) == Counter()
+    other = CajaLease(journal.LEASE, 600)
+    other.acquire(5)  # a post running in this process: its staged file may not be committed yet
+    try:
+        run_cli(home, "sync", check=0)
+        assert len(staged(folder)) == 1 and in_files(folder) == Counter(), "a run holding the lease owns the folder"
+    finally:
+        other.release()
+    run_cli(home, "sync", check=0)
+    assert in_files(folder) == Counter(KEYS), "published by the pass, each entry once"
+    assert staged(folder) == []
+    assert "left staged by a run that was killed" in run_cli(home, "log", "--action", "accounting post", check=0).stdout
+    after = cli_json(home, "accounting", "post", "--to", "csv")
+    assert after["file"] is None and after["recovered"] == [], "nothing left to send or publish"

@@ -81,20 +81,34 @@ class FileDestination:
 
     def publish(self, path: Path) -> None:
         """Step 3, once the database has committed `path`."""
-        os.replace(_staged(path), path)
-        fsync_dir(self.folder)
+        publish(path)
 
     def recover(self, committed: Callable[[Path], bool]) -> list[Path]:
-        """Finishes what a killed run left staged; returns the files it published."""
-        published = []
-        for staged in sorted(self.folder.glob(".journal-*.tmp")):  # csv and json: the destination may have changed since
-            path = self.folder / staged.name[1:-len(".tmp")]
-            if committed(path):
-                self.publish(path)
-                published.append(path)
-            else:
-                staged.unlink(missing_ok=True)
-        return published
+        return recover(self.folder, committed)
+
+
+def publish(path: Path) -> None:
+    os.replace(_staged(path), path)
+    fsync_dir(path.parent)
+
+
+def left_staged(folder: Path) -> list[Path]:
+    """Files a run staged in `folder` and did not publish (csv and json: the destination may have changed since)."""
+    return sorted(folder.glob(".journal-*.tmp")) if folder.is_dir() else []
+
+
+def recover(folder: Path, committed: Callable[[Path], bool]) -> list[Path]:
+    """Finishes what a killed run left staged in `folder`; returns the files it published. Only while holding
+    the accounting lease: a file staged by a run still going is not committed yet, and would be dropped."""
+    published = []
+    for staged in left_staged(folder):
+        path = folder / staged.name[1:-len(".tmp")]
+        if committed(path):
+            publish(path)
+            published.append(path)
+        else:
+            staged.unlink(missing_ok=True)
+    return published
 
 
 def _staged(path: Path) -> Path:

@@ -67,13 +67,16 @@ def destination(config, to: str | None, now: dt.datetime):
     if to not in DESTINATIONS:
         raise ConfigError(f"accounting destination {to!r} is not one of {', '.join(DESTINATIONS)}; fix accounting.destination or --to.")
     if to != "http":
-        folder = Path(config.get("accounting", "export_dir") or config.home / "accounting")
-        return export.FileDestination(to, folder, now)
+        return export.FileDestination(to, export_folder(config), now)
     url = config.get("accounting", "url")
     if not url:
         raise ConfigError(f"--to http needs the API's address: set accounting.url in {config.config_path}.")
     return HttpDestination(url, resolve_token(config), config.get("accounting", "timeout_s"),
                            config.get("accounting", "retries"), config.get("accounting", "backoff_s"))
+
+
+def export_folder(config) -> Path:
+    return Path(config.get("accounting", "export_dir") or config.home / "accounting")
 
 
 def post(config, day: dt.date | None = None, caja: str | None = None, per: str = "voucher", to: str | None = None,
@@ -249,6 +252,28 @@ def _deliver(result: PostResult, dest, day, caja, retry, held_lease) -> None:
     if not error:
         dest.publish(path)
         result.file = str(path)
+
+
+def publish_left(config) -> list[str]:
+    """Publishes what a post killed between its commit and its rename left staged, and drops what it left
+    uncommitted. Every pass of the service runs it, so the accounting program gets a file the database
+    already calls delivered within one interval, not at the next post, which may be a day away. A post
+    running now holds the lease: then nothing is done, and that post recovers the folder itself."""
+    folder = export_folder(config)
+    if not export.left_staged(folder):
+        return []
+    held = lease.CajaLease(LEASE, config.limits["lease_s"])
+    if not held.try_acquire():
+        return []
+    try:
+        published = [str(p) for p in export.recover(folder, _committed)]
+    finally:
+        held.release()
+    if published:
+        synclog.record(synclog.Entry(
+            action="accounting post", outcome="ok", level="warning",
+            message=f"published {', '.join(published)}, left staged by a run that was killed after recording its entries delivered"))
+    return published
 
 
 def _committed(path) -> bool:
