@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+import lan  # noqa: E402  same folder
 from import_bench import child_result, table  # noqa: E402  same folder: what both benchmarks share
 from samba import PASSWORD, SambaServer, unavailable  # noqa: E402  the tests' throw-away Samba server
 
@@ -433,6 +434,9 @@ def main() -> None:
                     help="also profile one more push (default partial: 10 more prices changed; cProfile)")
     ap.add_argument("--smb", action="store_true",
                     help="reach the cajas through smb:// on a loopback Samba server (needs Debian's samba and root)")
+    ap.add_argument("--lan", metavar="RATE",
+                    help="with --smb: smbd in its own network namespace, reached through a link capped at RATE (tc's "
+                         "spelling: 100mbit, 1gbit) as a café's LAN is; needs root and iproute2 (bench/lan.py)")
     ap.add_argument("--workers", type=int, help="cajas pushed at once (limits.workers; default: the configuration's, 4)")
     ap.add_argument("--warm", action="store_true",
                     help="every step of a round in one process, as a running service pushes (default: one process each)")
@@ -451,6 +455,13 @@ def main() -> None:
         return child(args)
     if args.cajas < 1 or args.products < CHANGED or args.repeat < 1:
         ap.error(f"--cajas and --repeat must be at least 1, --products at least {CHANGED}")
+    if args.lan:
+        try:
+            lan.parse_rate(args.lan)
+        except ValueError as exc:
+            ap.error(f"--lan: {exc}")
+        if not args.smb:
+            ap.error("--lan needs --smb: the link leads to the Samba server's namespace")
     if args.cajas_dir and args.smb:
         ap.error("--cajas-dir and --smb: with --smb the cajas are the Samba share's folders")
     if args.cajas_dir and not Path(args.cajas_dir).is_dir():
@@ -467,17 +478,29 @@ def main() -> None:
     if args.cajas_dir:
         cajas_dir = Path(args.cajas_dir).absolute() / f"syscafe-push-bench-cajas-{os.getpid()}"
     made = {cajas_dir, home, csv_path}
-    server = None
+    server = link = None
     if args.smb:
-        why = unavailable()
+        why = unavailable() or (args.lan and lan.unavailable())
         if why:
-            sys.exit(f"push_bench --smb needs a Samba server: {why}")
-        server = SambaServer(work / "samba", shares=("cajas",)).start()
+            sys.exit(f"push_bench --smb{' --lan' if args.lan else ''} needs a Samba server{' in a namespace' if args.lan else ''}: {why}")
+        where = "smbd on loopback"
+        try:
+            if args.lan:
+                link = lan.Lan(args.lan).__enter__()
+                carried = link.measure(16 if link.bits < 5e8 else 64)
+                where = (f"smbd in network namespace {link.ns}, behind a link capped at {args.lan} that carried "
+                         f"{carried / 1e6:.0f} Mbit/s one way (one TCP stream; no added latency)")
+            server = SambaServer(work / "samba", shares=("cajas",), address=link.address if link else "127.0.0.1",
+                                 prefix=link.prefix if link else ()).start()
+        except BaseException:
+            if link:
+                link.__exit__(None, None, None)
+            raise
         cajas_dir = server.shares["cajas"]
         made.add(work / "samba")
         os.environ[ROOT_URL_ENV] = server.url("cajas")
         os.environ["SYSCAFE_SYNC_SMB_PASSWORD"] = PASSWORD  # as a service would get it: the environment
-        print(f"workdir: {work}; cajas reached as {server.url('cajas')}/CAJAnn (smbd on loopback), home on local disk")
+        print(f"workdir: {work}; cajas reached as {server.url('cajas')}/CAJAnn ({where}), home on local disk")
     else:
         if args.cajas_dir:
             print(f"workdir: {work} (the home: {filesystem_type(str(work)) or 'file system not known'}); cajas in {cajas_dir} "
@@ -587,6 +610,8 @@ def main() -> None:
     finally:
         if server:
             server.stop()
+        if link:
+            link.__exit__(None, None, None)
         if args.keep:
             print(f"\nkept: {work}")
         elif args.workdir:

@@ -33,7 +33,7 @@ CONF = """\
   workgroup = WORKGROUP
   server role = standalone server
   smb ports = {port}
-  interfaces = lo
+  interfaces = {interface}
   bind interfaces only = yes
   pid directory = {d}/run
   lock directory = {d}/lock
@@ -76,8 +76,11 @@ class SambaServer:
     """One smbd with shares under `base/shares/<name>`; `url(share)` gives the smb:// root."""
 
     def __init__(self, base: Path, shares: tuple[str, ...] = ("caja1", "caja2", "caja3"), as_user: tuple[str, ...] = (),
-                 max_file_bytes: int | None = None):
+                 max_file_bytes: int | None = None, address: str = "127.0.0.1", prefix: tuple[str, ...] = ()):
+        """`address`, `prefix`: where smbd listens and what it is started under, for a benchmark that runs it in
+        another network namespace (bench/lan.py: `ip netns exec NS`); the tests keep loopback."""
         self.base, self.port = base, free_port()
+        self.address, self.prefix = address, list(prefix)
         self.shares = {name: base / "shares" / name for name in shares + as_user}
         self.as_user, self.max_file_bytes = as_user, max_file_bytes
         self.conf = base / "smb.conf"
@@ -90,7 +93,7 @@ class SambaServer:
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
     def url(self, share: str, path: str = "", user: str = USER) -> str:
-        return f"smb://{user}@127.0.0.1:{self.port}/{share}" + (f"/{path}" if path else "")
+        return f"smb://{user}@{self.address}:{self.port}/{share}" + (f"/{path}" if path else "")
 
     def start(self) -> "SambaServer":
         for sub in ("run", "lock", "cache", "priv", "log"):
@@ -105,7 +108,8 @@ class SambaServer:
                 if not os.stat(folder).st_mode & 0o001:
                     raise RuntimeError(f"{folder} is closed to other users; put a SambaServer with as_user shares in an open folder")
             os.chmod(self.base, 0o755)
-        self.conf.write_text(CONF.format(port=self.port, d=self.base, shares=shares))
+        interface = "lo" if self.address == "127.0.0.1" else self.address
+        self.conf.write_text(CONF.format(port=self.port, d=self.base, shares=shares, interface=interface))
         _ensure_user()
         subprocess.run(["smbpasswd", "-c", str(self.conf), "-s", "-a", USER], input=f"{PASSWORD}\n{PASSWORD}\n",
                        text=True, check=True, capture_output=True)
@@ -113,7 +117,7 @@ class SambaServer:
         # Its own session: SIGSTOP/SIGCONT reach the daemon and its per-connection children at once.
         # stdin a pipe we hold open: smbd in the foreground ends when its stdin reaches end of file
         # (a /dev/null or a closed stdin, as under CI or `python -`, would stop it at once).
-        self.proc = subprocess.Popen(["smbd", "-s", str(self.conf), "--foreground", "--no-process-group"],
+        self.proc = subprocess.Popen([*self.prefix, "smbd", "-s", str(self.conf), "--foreground", "--no-process-group"],
                                      stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=self._limit_file_size if self.max_file_bytes else None)
         log.close()
@@ -132,11 +136,11 @@ class SambaServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"smbd exited with {self.proc.returncode}; see {self.base / 'log'}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.address, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"smbd did not answer on 127.0.0.1:{self.port} within {timeout:g} s")
+        raise RuntimeError(f"smbd did not answer on {self.address}:{self.port} within {timeout:g} s")
 
     def open_files(self) -> list[str]:
         """The files some client holds open on this server now (smbstatus), as share-relative names."""
