@@ -47,6 +47,8 @@ class CajaResult:
     skipped: int = 0
     refused: int = 0
     refusals: list[dict] = field(default_factory=list)
+    # refused paths quarantined already, unchanged and for the same reason: logged when first refused, not every pass
+    refused_before: set[str] = field(default_factory=set)
     # vouchers imported or updated with findings (SPEC: flagged, listed by `vouchers check`, logged)
     flagged: list[dict] = field(default_factory=list)
     duration_s: float = 0.0
@@ -133,8 +135,12 @@ def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
         parts = [f"{result.imported} imported", f"{result.updated} updated", f"{result.skipped} skipped"]
         if result.refused:
             parts.append(f"{result.refused} refused")
+            if result.refused_before:
+                parts[-1] += f" ({len(result.refused_before)} unchanged since first refused and logged)"
         result.message = f"{result.day}: " + ", ".join(parts)
     for r in result.refusals:
+        if r["path"] in result.refused_before:
+            continue  # logged when first refused; `vouchers refused` counts the attempts
         synclog.record(
             synclog.Entry(action="import", outcome="refused", caja=result.caja, mode=mode, level="warning", refused=1,
                           message=f"{r['path']} refused: {r['reason']}", details=r)
@@ -367,7 +373,7 @@ class _CajaImport(CajaJob):
             batch = self._drop_known_elsewhere(batch)
             self._write(batch)
             # Only files refused before can have a quarantine entry to close.
-            self._quarantine(refused, [k.path for k in batch if k.path in self.open_refusals] + resolved)
+            before = self._quarantine(refused, [k.path for k in batch if k.path in self.open_refusals] + resolved)
             self.lease.renew()
             if self.stop.is_set():
                 raise Cancelled()  # rolls the batch back: the next pass does it whole
@@ -375,6 +381,7 @@ class _CajaImport(CajaJob):
         self.result.updated += sum(1 for k in batch if k.existing_id is not None)
         self.result.refused += len(refused)
         self.result.refusals += [{"path": p, "reason": r} for p, r, _ in refused]
+        self.result.refused_before |= before
         self.result.flagged += [{"voucher": f"{k.key[0]}-{k.key[1]}", "path": k.path, "findings": k.findings}
                                 for k in batch if k.findings]
         self.batch, self.refused, self.resolved = [], [], []
@@ -471,8 +478,14 @@ class _CajaImport(CajaJob):
     def _ids(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {(c, n): vid for vid, c, n in self._known(keys)}
 
-    def _quarantine(self, refused: list[tuple[str, str, str | None]], fine: list[str]) -> None:
+    def _quarantine(self, refused: list[tuple[str, str, str | None]], fine: list[str]) -> set[str]:
+        """Records the refusals and closes what imports now; returns the paths refused before as they are now."""
         now = utcnow()
+        held = {}
+        for paths in chunked([p for p, _, _ in refused], 500):
+            held.update({path: (reason, sha) for path, reason, sha in Refusal.select(Refusal.path, Refusal.reason, Refusal.sha256)
+                         .where((Refusal.caja == self.caja.name) & Refusal.path.in_(paths) & Refusal.resolved_at.is_null()).tuples()})
+        before = {path for path, reason, sha in refused if held.get(path) == (reason, sha)}
         for path, reason, sha in refused:
             updated = (
                 Refusal.update(reason=reason, sha256=sha, last_seen=now, attempts=Refusal.attempts + 1, resolved_at=None)
@@ -486,3 +499,4 @@ class _CajaImport(CajaJob):
             Refusal.update(resolved_at=now).where(
                 (Refusal.caja == self.caja.name) & Refusal.path.in_(fine) & Refusal.resolved_at.is_null()
             ).execute()
+        return before

@@ -80,6 +80,7 @@ class CajaRules:
     skipped: int = 0  # rule files read that changed nothing: unchanged, same content, or an older version
     refused: int = 0
     refusals: list[dict] = field(default_factory=list)  # [{path, reason}]
+    refused_before: set[str] = field(default_factory=set)  # refused before as they are now: logged then
     missing: list[str] = field(default_factory=list)  # rule ids whose file disappeared from this caja
     conflict_details: list[dict] = field(default_factory=list)
     missing_details: list[dict] = field(default_factory=list)  # [{id, version}]: the version the main server keeps
@@ -141,10 +142,14 @@ def _finish(result: CajaRules, started: float) -> CajaRules:
             parts.append(f"{result.conflicts} conflicts")
         if result.refused:
             parts.append(f"{result.refused} refused")
+            if result.refused_before:
+                parts[-1] += f" ({len(result.refused_before)} unchanged since first refused and logged)"
         if result.missing:
             parts.append(f"{len(result.missing)} disappeared")
         result.message = ", ".join(parts)
     for r in result.refusals:
+        if r["path"] in result.refused_before:
+            continue
         synclog.record(synclog.Entry(action=ACTION, outcome="refused", caja=result.caja, level="warning", refused=1,
                                      message=f"{r['path']} refused: {r['reason']}", details=r))
     for c in result.conflict_details:
@@ -301,7 +306,7 @@ class _CajaRulesJob(CajaJob):
         with write_transaction():
             decided = self._decide(incoming, now)
             missing = self._missing(listed)
-            self._quarantine(refused, now)
+            before = self._quarantine(refused, now)
             self.lease.renew()
             if self.stop.is_set():
                 raise Cancelled()  # rolls this caja's pass back: the next pass does it whole
@@ -311,6 +316,7 @@ class _CajaRulesJob(CajaJob):
         r.conflicts = len(r.conflict_details)
         r.refused = len(refused)
         r.refusals = [{"path": p, "reason": why} for p, why, _ in refused]
+        r.refused_before = before
         r.missing_details = missing
         r.missing = [m["id"] for m in missing]
 
@@ -416,13 +422,16 @@ class _CajaRulesJob(CajaJob):
         return [{"id": s.rule_id, "version": kept.get(s.rule_id), "last_version_here": s.version}
                 for s in sorted(gone, key=lambda s: s.rule_id)]
 
-    def _quarantine(self, refused: list[tuple[str, str, str | None]], now) -> None:
-        """Refused files kept with their reason until accepted or gone; attempts counted per pass."""
+    def _quarantine(self, refused: list[tuple[str, str, str | None]], now) -> set[str]:
+        """Refused files kept with their reason until accepted or gone; attempts counted per pass. Returns
+        the paths refused before as they are now (same content, same reason): logged then, not again."""
         open_rows = {
             r.path: r for r in Refusal.select().where(
                 (Refusal.caja == self.caja.name) & Refusal.resolved_at.is_null() & Refusal.day.is_null())
             if r.path.startswith(f"{layout.RULES}/")
         }
+        before = {path for path, reason, sha in refused
+                  if path in open_rows and (open_rows[path].reason, open_rows[path].sha256) == (reason, sha)}
         refused_paths = set()
         for path, reason, sha in refused:
             refused_paths.add(path)
@@ -436,3 +445,4 @@ class _CajaRulesJob(CajaJob):
         fine = [p for p in open_rows if p not in refused_paths]
         if fine:
             Refusal.update(resolved_at=now).where((Refusal.caja == self.caja.name) & Refusal.path.in_(fine)).execute()
+        return before

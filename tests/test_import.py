@@ -193,9 +193,26 @@ def test_another_cajas_code_never_overwrites_its_voucher(cfg, two):
 def test_a_refused_file_is_retried_and_imported_once_fixed(cfg, two):
     c1, _ = two
     c1.raw(f"movements/{DAY}/FV1-1.json", "{broken")
+
+    def refusals_logged():
+        return [r.message for r in SyncLog.select().where((SyncLog.outcome == "refused") & (SyncLog.caja == "CAJA1")).order_by(SyncLog.id)]
+
     assert run(cfg)["CAJA1"].refused == 1
-    assert run(cfg)["CAJA1"].refused == 1
+    again = run(cfg)["CAJA1"]
+    assert again.refused == 1 and again.refusals[0]["path"] == f"movements/{DAY}/FV1-1.json"
     assert Refusal.get().attempts == 2
+    # logged when first refused, not on each of the passes that find it as it was (every few minutes for days)
+    assert len(refusals_logged()) == 1
+    assert again.message == f"{DAY}: 0 imported, 0 updated, 0 skipped, 1 refused (1 unchanged since first refused and logged)"
+    # changed, and still bad for another reason: a new refusal, logged
+    c1.raw(f"movements/{DAY}/FV1-1.json", "[1, 2]")
+    run(cfg)
+    assert len(refusals_logged()) == 2 and "must be a JSON object" in refusals_logged()[-1]
+    # changed, the same reason: the file is not what was logged, so logged again
+    c1.raw(f"movements/{DAY}/FV1-1.json", "[1, 2, 3]")
+    run(cfg)
+    assert len(refusals_logged()) == 3
+    assert Refusal.get().attempts == 4
     c1.add(1)
     res = run(cfg)["CAJA1"]
     assert (res.imported, res.refused) == (1, 0)

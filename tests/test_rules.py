@@ -225,8 +225,14 @@ def test_a_refused_file_is_retried_and_resolved_once_fixed(cfg, two):
     c1, _ = two
     c1.raw("rules/R-X.json", "{broken")
     assert run(cfg)["CAJA1"].refused == 1
-    assert run(cfg)["CAJA1"].refused == 1
+    again = run(cfg)["CAJA1"]
+    assert again.refused == 1 and again.refusals[0]["path"] == "rules/R-X.json"
     assert Refusal.get(Refusal.path == "rules/R-X.json").attempts == 2
+    assert len(log_rows("refused")) == 1, "logged when first refused, not on every pass that finds it unchanged"
+    assert "1 refused (1 unchanged since first refused and logged)" in again.message
+    c1.raw("rules/R-X.json", "{broken, otherwise")
+    run(cfg)
+    assert len(log_rows("refused")) == 2, "changed and still bad: logged again"
     c1.writer.write_rule(rule(rule_id="R-X", version=1))
     res = run(cfg)["CAJA1"]
     assert (res.refused, res.new) == (0, 1)
