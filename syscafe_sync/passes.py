@@ -14,11 +14,11 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from . import catalogs, catchup, health, importer, loyalty, push, registry, rules, stopping, synclog
+from . import bounded, catalogs, catchup, health, importer, loyalty, push, registry, rules, stopping, synclog
 from .accounting import journal
 from .serve import in_pool
 from .config import Config
-from .db.models import utcnow
+from .db.models import database, utcnow
 
 
 @dataclass
@@ -89,13 +89,26 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
 
 
 def _publish_accounting(config: Config) -> None:
+    """Bounded like a caja's work: accounting.export_dir may be a share on the accountant's machine, and a
+    frozen one must not hold the service's passes."""
+    def publish():
+        try:
+            journal.publish_left(config)
+        finally:
+            if not database.is_closed():
+                database.close()
+
+    folder, limit = journal.export_folder(config), config.limits["caja_timeout_s"]
     try:
-        journal.publish_left(config)
-    except OSError as exc:  # the pass's own work is done; this one says why and is tried again next pass
+        bounded.call(publish, limit, f"publishing the accounting files in {folder}", stop=stopping.requested)
+    except bounded.Stopped:
+        return
+    except (OSError, bounded.TimedOut) as exc:  # the pass's own work is done; this says why, the next pass tries again
+        why = f"no answer within {limit:g} s (limits.caja_timeout_s)" if isinstance(exc, bounded.TimedOut) else str(exc)
         synclog.record(synclog.Entry(
             action="accounting post", outcome="failed", level="error",
-            message=f"cannot publish the accounting file left staged in {journal.export_folder(config)} ({exc}); "
-                    f"fix the folder's permissions or space, the next pass tries again"))
+            message=f"cannot publish the accounting file left staged in {folder} ({why}); check that the folder "
+                    f"is reachable, writable and has space; the next pass tries again"))
 
 
 def _log(result: PassResult, outcomes: dict[str, list[str]]) -> None:

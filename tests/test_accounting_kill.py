@@ -144,6 +144,14 @@ def test_the_next_pass_of_the_service_publishes_what_a_killed_post_recorded_deli
         assert len(staged(folder)) == 1 and in_files(folder) == Counter(), "a run holding the lease owns the folder"
     finally:
         other.release()
+    # the final name taken by a folder: the rename fails, the pass says why and keeps the staged file
+    [hidden] = staged(folder)
+    (folder / hidden[1:-len(".tmp")]).mkdir()
+    run_cli(home, "sync", check=0)
+    assert staged(folder) == [hidden]
+    failed = run_cli(home, "log", "--action", "accounting post", "--level", "error", check=0).stdout
+    assert f"cannot publish the accounting file left staged in {folder}" in failed and "the next pass tries again" in failed
+    (folder / hidden[1:-len(".tmp")]).rmdir()
     run_cli(home, "sync", check=0)
     assert in_files(folder) == Counter(KEYS), "published by the pass, each entry once"
     assert staged(folder) == []
