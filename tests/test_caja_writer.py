@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from decimal import Decimal
 
 import pytest
@@ -80,6 +81,40 @@ def test_day_defaults_to_the_local_date_of_issued_at(tmp_path):
     late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=BOGOTA)  # already the 23rd in UTC
     v = make_voucher("CAJA2", "FV2", 7, late, SPEC_LINES, None)
     assert CajaWriter(tmp_path).write_voucher(v).parent.name == "2026-11-22"
+
+
+def test_day_is_the_cajas_calendar_day_whatever_offset_issued_at_is_written_in(tmp_path):
+    utc_evening = dt.datetime(2026, 11, 23, 2, 30, tzinfo=dt.timezone.utc)  # 21:30 on the 22nd in Bogotá
+    v = make_voucher("CAJA2", "FV2", 8, utc_evening, SPEC_LINES, None)
+    assert CajaWriter(tmp_path / "none").write_voucher(v).parent.name == "2026-11-22", "no caja.json: Bogotá"
+    w = CajaWriter(tmp_path / "madrid")
+    w.write_caja_json("CAJA2", ["FV2"], "900123456-7", timezone="Europe/Madrid")
+    assert w.write_voucher(v).parent.name == "2026-11-23", "03:30 on the 23rd in Madrid"
+    w.write_caja_json("CAJA2", ["FV2"], "900123456-7", timezone="Mars/Olympus")
+    with pytest.raises(ValueError, match=r"timezone 'Mars/Olympus' in .*caja.json is not a time zone known here"):
+        w.write_voucher(v)
+    assert w.write_voucher(v, day=dt.date(2026, 11, 22)).parent.name == "2026-11-22", "a day given needs no zone"
+
+
+def test_without_a_time_zone_database_the_default_is_colombias_fixed_offset(tmp_path):
+    """A POS on Windows without the tzdata package cannot look names up: Colombia keeps UTC-05:00 all year."""
+    try:
+        import tzdata  # noqa: F401
+        pytest.skip("the tzdata package answers every name: there is no machine without a database here")
+    except ImportError:
+        pass
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        with pytest.raises(zoneinfo.ZoneInfoNotFoundError):
+            zoneinfo.ZoneInfo("America/Bogota")
+        v = make_voucher("CAJA2", "FV2", 9, dt.datetime(2026, 11, 23, 4, 59, tzinfo=dt.timezone.utc), SPEC_LINES, None)
+        w = CajaWriter(tmp_path)
+        w.write_caja_json("CAJA2", ["FV2"], "900123456-7")
+        assert w.write_voucher(v).parent.name == "2026-11-22"
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
 
 
 def test_rewrite_replaces_whole_file_and_leaves_no_temp(tmp_path):

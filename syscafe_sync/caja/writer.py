@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import zoneinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +26,7 @@ class CajaWriter:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        self._zone: dt.tzinfo | None = None
 
     def write_caja_json(
         self, caja: str, codes: list[str], company: str, timezone: str = DEFAULT_TIMEZONE
@@ -36,13 +38,35 @@ class CajaWriter:
             _check_code(code, "codes")
         doc = {"format": layout.FORMAT, "caja": caja, "codes": list(codes),
                "company": company, "timezone": timezone}
+        self._zone = None
         return self._write_json(self.root / layout.CAJA_JSON, doc)
 
     def write_voucher(self, doc: dict, day: dt.date | None = None, pad: int = 0) -> Path:
+        """Without `day`, the voucher goes in the folder of the day it was issued on the caja's calendar
+        (caja.json's `timezone`), whatever offset its `issued_at` is written in."""
         issued = validate_voucher(doc)
-        folder_day = _as_day(day) if day is not None else issued.date()
+        folder_day = _as_day(day) if day is not None else issued.astimezone(self.zone()).date()
         name = layout.voucher_name(doc["code"], doc["number"], pad)
         return self._write_json(self.root / layout.day_folder(folder_day) / name, doc)
+
+    def zone(self) -> dt.tzinfo:
+        """The caja's time zone: caja.json's `timezone`, else America/Bogota. Where the OS has no time zone
+        database (Windows without the `tzdata` package) a name cannot be looked up: then Colombia's fixed
+        UTC-05:00 for the default, and for another name the error says what to install."""
+        if self._zone is None:
+            try:
+                name = json.loads((self.root / layout.CAJA_JSON).read_text(encoding="utf-8")).get("timezone") or DEFAULT_TIMEZONE
+            except (OSError, ValueError, AttributeError):
+                name = DEFAULT_TIMEZONE
+            try:
+                self._zone = zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                if name != DEFAULT_TIMEZONE:
+                    raise ValueError(f"timezone {name!r} in {self.root / layout.CAJA_JSON} is not a time zone known here: "
+                                     "write a name like America/Bogota (on Windows, `pip install tzdata` first), "
+                                     "or give write_voucher the day") from None
+                self._zone = dt.timezone(dt.timedelta(hours=-5), "COT")  # Colombia keeps no summer time
+        return self._zone
 
     def append_loyalty(self, day: dt.date | str, entries: list[dict]) -> Path:
         """Appends entries to the day's ledger; never rewrites a committed line."""
