@@ -226,16 +226,19 @@ def push_caja(config: Config, caja, mode: str, dry_run: bool, main: MainCatalogs
 def _finish(result: CajaPush, started: float) -> CajaPush:
     result.duration_s = time.monotonic() - started
     if result.outcome == "ok" and not result.message:
+        done = [c for c in result.catalogs if c.mode != "unchanged"]
+        # A first push or a wiped folder makes every catalog fall back for one reason: said once, not per catalog.
+        reasons = {c.fallback for c in done}
+        shared = reasons.pop() if len(reasons) == 1 and len(done) > 1 else None
         parts = []
-        for c in result.catalogs:
-            if c.mode == "unchanged":
-                continue
+        for c in done:
             part = f"{c.catalog} {c.mode} v{c.version} (+{c.upserts} -{c.deletes})"
-            if c.fallback:
+            if c.fallback and not shared:
                 part += f" instead of partial: {c.fallback}"
             parts.append(part)
         verb = "would push" if result.dry_run else "pushed"
-        result.message = f"{verb}: " + "; ".join(parts) if parts else "every catalog already current"
+        head = f"{verb} total instead of partial ({shared})" if shared else verb
+        result.message = f"{head}: " + "; ".join(parts) if parts else "every catalog already current"
     level = "info" if result.outcome == "ok" else ("warning" if result.outcome == "busy" else "error")
     if result.outcome == "ok" and any(c.fallback for c in result.catalogs):
         level = "warning"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -336,6 +337,12 @@ def test_push_through_the_cli(home, caja_folder, tmp_path):
     assert r["catalogs"][0]["fallback"].startswith("no manifest")
     logged = [json.loads(line) for line in run_cli(home, "--json", "log", "--action", "catalogs push", check=0).stdout.splitlines()]
     assert [row["outcome"] for row in logged] == ["refused", "ok", "ok"] and "instead of partial" in logged[-1]["message"]
+    # every catalog falling back for one reason: the reason said once
+    run_cli(home, "catalogs", "load", "groups", str(write_products(tmp_path / "g.csv", {"G": "1.00"})), "--key", "code", check=0)
+    shutil.rmtree(c1.root / "catalogs")
+    [r] = cli_json(home, "catalogs", "push")["results"]
+    assert r["message"].startswith("pushed total instead of partial (no manifest at the caja") and r["message"].count("no manifest") == 1
+    assert "groups total v1 (+1 -0); products total v2 (+2 -0)" in r["message"], r["message"]
 
 
 @pytest.mark.slow
