@@ -109,7 +109,8 @@ def _cajas(rows: list[dict]) -> list[Check]:
             out.append(Check(f"{name} reachable", "ok", r["root"]))
         if r["warnings"]:
             out.append(Check(f"{name} caja.json", "fail", "; ".join(r["warnings"]),
-                             f"make caja.json at the caja and the registry agree: `syscafe-sync caja edit {name} --code …`"))
+                             f"make caja.json at the caja agree with the registry (`syscafe-sync caja edit {name} --code …`) "
+                             f"and with the company's sync.timezone"))
         elif r["reachable"]:
             out.append(Check(f"{name} caja.json", "ok", "agrees with the registry"))
     return out

@@ -70,7 +70,8 @@ def overview(config: Config, now: dt.datetime | None = None) -> list[dict]:
         cj = p["caja_json"]
         warnings = []
         if cj is not None:
-            warnings = ([cj.problem] if cj.problem else []) + registry.disagreements(c.name, codes, cj)
+            warnings = ([cj.problem] if cj.problem else []) + registry.disagreements(
+                c.name, codes, cj, config.get("sync", "timezone"))
         elif p["reachable"]:
             warnings = [f"{c.root}/caja.json could not be read within {timeout:g} s"]
         out.append({

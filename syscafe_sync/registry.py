@@ -6,9 +6,11 @@ already has vouchers imported from a caja never moves to another one.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 
 from peewee import fn
@@ -30,6 +32,7 @@ _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$|^[0-9a-fA-F
 class CajaJson:
     caja: str | None = None
     codes: list[str] = field(default_factory=list)
+    timezone: str | None = None  # the calendar the caja files its day folders by
     problem: str | None = None  # why it could not be used, if it could not
     credentials_refused: bool = False  # an smb:// root whose server would not take its user and password
 
@@ -81,15 +84,33 @@ def read_caja_json(root: str, timeout: float, config=None, caja: str | None = No
     codes = data.get("codes", [])
     if not isinstance(codes, list) or not all(isinstance(c, str) and _CODE.match(c) for c in codes):
         return CajaJson(problem=f"{root}/{layout.CAJA_JSON}: \"codes\" must be a list of codes like [\"FV2\", \"NC2\"]")
-    name = data.get("caja")
-    return CajaJson(caja=name if isinstance(name, str) else None, codes=codes)
+    name, tz = data.get("caja"), data.get("timezone")
+    return CajaJson(caja=name if isinstance(name, str) else None, codes=codes, timezone=tz if isinstance(tz, str) else None)
 
 
-def disagreements(name: str, codes: list[str], cj: CajaJson) -> list[str]:
-    """What caja.json says that the registry does not (reported, never applied silently)."""
+def same_calendar(a: str, b: str) -> bool:
+    """Whether two time zone names give the same local time all year (America/Bogota and America/Lima do)."""
+    if a == b:
+        return True
+    try:
+        za, zb = zoneinfo.ZoneInfo(a), zoneinfo.ZoneInfo(b)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    year = dt.datetime.now(dt.timezone.utc).year
+    moments = [dt.datetime(year, month, 15, 12, tzinfo=dt.timezone.utc) for month in range(1, 13)]
+    return all(m.astimezone(za).utcoffset() == m.astimezone(zb).utcoffset() for m in moments)
+
+
+def disagreements(name: str, codes: list[str], cj: CajaJson, company_tz: str | None = None) -> list[str]:
+    """What caja.json says that the registry (or, given `company_tz`, the company's sync.timezone) does not:
+    reported, never applied silently."""
     if cj.problem:
         return []
     out = []
+    if company_tz and cj.timezone and not same_calendar(cj.timezone, company_tz):
+        out.append(f"caja.json keeps time in {cj.timezone!r}, the company in {company_tz!r} (sync.timezone): the caja "
+                   "files its day folders by one calendar and the main server checks their dates by the other; "
+                   "make them the same")
     if cj.caja and cj.caja != name:
         out.append(f"caja.json names this caja {cj.caja!r}, the registry {name!r}")
     only_json = sorted(set(cj.codes) - set(codes))
@@ -99,6 +120,10 @@ def disagreements(name: str, codes: list[str], cj: CajaJson) -> list[str]:
     if only_registry:
         out.append(f"codes {', '.join(only_registry)} are registered to {name} but not in its caja.json")
     return out
+
+
+def _company_tz(config) -> str | None:
+    return config.get("sync", "timezone") if config is not None else None
 
 
 def get(name: str) -> Caja:
@@ -175,7 +200,7 @@ def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[st
         why = f" ({cj.problem})" if cj.problem else ""
         raise RegistryError(f"caja {name} has no voucher codes{why}; give them with --code, e.g. --code FV2 --code NC2.")
     warnings = [cj.problem] if cj.problem else []
-    warnings += disagreements(name, final, cj)
+    warnings += disagreements(name, final, cj, _company_tz(config))
     with write_transaction():
         _check_codes_free(name, final)
         now = utcnow()
@@ -229,7 +254,7 @@ def edit(
         if added:
             CajaCode.insert_many([{"code": c, "caja": caja} for c in added]).execute()
     cj = read_caja_json(caja.root, timeout, config, caja.name)
-    warnings = ([cj.problem] if cj.problem else []) + disagreements(caja.name, remaining, cj)
+    warnings = ([cj.problem] if cj.problem else []) + disagreements(caja.name, remaining, cj, _company_tz(config))
     return Registered(caja, sorted(remaining), warnings)
 
 

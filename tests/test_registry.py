@@ -227,6 +227,26 @@ def test_caja_json_changed_after_add_shows_in_list(home, cfg, caja_folder):
     assert len(row["warnings"]) == 1 and "ND1" in row["warnings"][0]
 
 
+def test_a_caja_json_on_another_calendar_than_the_company_is_a_warning_at_add_list_and_doctor(home, cfg, caja_folder):
+    folder = caja_folder("CAJA1")
+    folder.writer.write_caja_json("CAJA1", ["FV1", "NC1"], "900123456-7", timezone="Europe/Madrid")
+    out = cli_json(home, "caja", "add", "CAJA1", "--path", folder.url)
+    [warning] = out["warnings"]
+    assert "caja.json keeps time in 'Europe/Madrid', the company in 'America/Bogota' (sync.timezone)" in warning
+    [row] = cli_json(home, "caja", "list")["cajas"]
+    assert row["warnings"] == [warning]
+    doctor = json.loads(run_cli(home, "--json", "doctor", check=1).stdout)
+    [check] = [c for c in doctor["checks"] if c["check"] == "CAJA1 caja.json"]
+    assert check["status"] == "fail" and "Europe/Madrid" in check["message"] and "sync.timezone" in check["fix"]
+    # another name for the same calendar all year (Lima keeps UTC-05:00 too) is no disagreement
+    folder.writer.write_caja_json("CAJA1", ["FV1", "NC1"], "900123456-7", timezone="America/Lima")
+    [row] = cli_json(home, "caja", "list")["cajas"]
+    assert row["warnings"] == []
+    folder.writer.write_caja_json("CAJA1", ["FV1", "NC1"], "900123456-7", timezone="Mars/Olympus")
+    [row] = cli_json(home, "caja", "list")["cajas"]
+    assert len(row["warnings"]) == 1 and "'Mars/Olympus'" in row["warnings"][0]
+
+
 # --- the API's own answers --------------------------------------------------------------------------
 
 def test_read_caja_json_reports_each_problem(cfg, caja_folder, tmp_path):
