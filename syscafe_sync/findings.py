@@ -69,10 +69,20 @@ def dates(v: Decoded, day: dt.date, now: dt.datetime, tz: dt.tzinfo) -> list[dic
     issued = v.header["issued_utc"]
     if issued > now + CLOCK_SKEW:
         out.append(_f("date", f"issued_at {v.header['issued_at']} is in the future"))
-    local = issued.astimezone(tz).date()
-    if local != day:
-        out.append(_f("date", f"issued on {local} ({v.header['issued_at']}), but it is in the folder of {day}"))
+    other = other_day(issued, v.header["issued_at"], day, tz)
+    if other:
+        out.append(other)
     return out
+
+
+OTHER_DAY = "issued on "
+
+
+def other_day(issued: dt.datetime, issued_at: str, day: dt.date, tz: dt.tzinfo) -> dict | None:
+    local = issued.astimezone(tz).date()
+    if local == day:
+        return None
+    return _f("date", f"{OTHER_DAY}{local} ({issued_at}), but it is in the folder of {day}")
 
 
 def of_voucher(v: Decoded, day: dt.date, now: dt.datetime, tz: dt.tzinfo) -> list[dict]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 from . import config as config_mod
 from . import db as db_mod
-from . import synclog
-from .db import migrations
+from . import findings, synclog
+from .db import migrations, write_transaction
+from .db.models import Voucher
 
 
 def open_home(home, db_url) -> config_mod.Config:
@@ -22,6 +26,33 @@ def open_config(cfg: config_mod.Config) -> config_mod.Config:
     return cfg
 
 
+def recheck_other_day(tz) -> int:
+    """Brings every voucher's "issued on another day than its folder" finding in line with the company's
+    calendar. Builds before 2026-12-03 took the day in the offset the POS wrote, so an evening sale written
+    in UTC was flagged, and a sale written in an offset east of the company's could be missed; an upgrade
+    (`init`, once: with migration 11) corrects what they stored. Every voucher is looked at, its day and
+    issued_at only: about 5 µs a voucher here."""
+    changed, last = 0, 0
+    while True:  # by id, a page at a time: a database of years of sales is not read into memory at once
+        with write_transaction():
+            page = list(Voucher.select(Voucher.id, Voucher.day, Voucher.issued_at, Voucher.findings)
+                        .where(Voucher.id > last).order_by(Voucher.id).limit(5000).tuples())
+            for vid, day, issued_at, found in page:
+                now = findings.other_day(dt.datetime.fromisoformat(issued_at), issued_at, dt.date.fromisoformat(day), tz)
+                if now is None and findings.OTHER_DAY not in found:
+                    continue
+                before = json.loads(found)
+                kept = [f for f in before if not (f.get("kind") == "date" and f["message"].startswith(findings.OTHER_DAY))]
+                at = next((i for i, f in enumerate(before) if f not in kept), len(kept))
+                after = kept[:at] + ([now] if now else []) + kept[at:]
+                if after != before:
+                    Voucher.update(findings=json.dumps(after, ensure_ascii=False)).where(Voucher.id == vid).execute()
+                    changed += 1
+        if len(page) < 5000:
+            return changed
+        last = page[-1][0]
+
+
 def init(cfg: config_mod.Config) -> dict:
     cfg.home.mkdir(parents=True, exist_ok=True)
     config_path = config_mod.write_default(cfg.home)
@@ -31,6 +62,9 @@ def init(cfg: config_mod.Config) -> dict:
     ran = migrations.upgrade(db)
     synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
     message = ("schema upgraded: " + "; ".join(ran)) if ran else "schema already up to date"
+    rechecked = recheck_other_day(cfg.timezone) if migrations.CALENDAR_DAYS in ran else 0
+    if rechecked:
+        message += f"; the day of {rechecked} vouchers checked again on the company's calendar"
     synclog.record(synclog.Entry(action="init", outcome="ok", message=message))
     return {
         "home": str(cfg.home),

@@ -11,7 +11,8 @@ from conftest import BOGOTA, DAY, cli_json, run_cli, voucher
 
 from syscafe_sync import audit, doctor, importer, resolutions
 from syscafe_sync.caja import make_closing
-from syscafe_sync.db.models import SyncLog, Voucher
+from syscafe_sync.db import migrations
+from syscafe_sync.db.models import SchemaVersion, SyncLog, Voucher
 
 
 def imported(cfg, day=DAY):
@@ -131,6 +132,41 @@ def test_dates_are_checked_on_the_company_calendar_whatever_offset_the_pos_write
         resolutions.remove(r["id"], tz=BOGOTA)
     resolutions.add("FV1", "POS1", 1, 100, DAY + dt.timedelta(days=1), dt.date(2027, 12, 31), tz=BOGOTA)
     assert {f["kind"] for f in findings_of("FV1", 2)} == {"numbering"}, "DAY in Bogotá is before a validity from DAY + 1"
+
+
+def test_init_brings_the_other_day_findings_of_an_earlier_build_onto_the_company_calendar(home, cfg, two):
+    """Builds before 2026-12-03 took the day in the offset the POS wrote; what they stored is corrected by
+    the upgrade (`init`), and nothing else in the findings moves."""
+    c1, _ = two
+    evening_utc = dt.datetime.combine(DAY, dt.time(21, 30), BOGOTA).astimezone(dt.timezone.utc)  # DAY + 1 in UTC
+    east = dt.datetime.combine(DAY - dt.timedelta(days=1), dt.time(20), BOGOTA).astimezone(dt.timezone(dt.timedelta(hours=1)))
+    really_other = dt.datetime.combine(DAY - dt.timedelta(days=2), dt.time(10), BOGOTA)
+    for number, issued in [(1, evening_utc), (2, east), (3, really_other)]:
+        doc = voucher("CAJA1", "FV1", number, issued=issued)
+        if number == 1:
+            _bad_tax(doc)
+        c1.raw(f"movements/{DAY}/FV1-{number}.json", json.dumps(doc))
+    imported(cfg)
+    tax = findings_of("FV1", 1)
+    assert {f["kind"] for f in tax} == {"tax", "totals"}, "on the company's calendar 21:30 is DAY: no date finding"
+    # what the earlier build stored: FV1-1 flagged (its UTC date), FV1-2 not (its own date was DAY)
+    old = {"kind": "date", "message": f"issued on {DAY + dt.timedelta(days=1)}, but it is in the folder of {DAY}"}
+    Voucher.update(findings=json.dumps([old] + tax)).where(Voucher.number == 1).execute()
+    Voucher.update(findings="[]").where(Voucher.number == 2).execute()
+    SchemaVersion.delete().where(SchemaVersion.version == 11).execute()  # the schema that build left
+    out = cli_json(home, "init")
+    assert out["migrations"] == [migrations.CALENDAR_DAYS]
+    assert findings_of("FV1", 1) == tax, "the false finding gone, the others kept in order"
+    [east_day] = findings_of("FV1", 2)
+    assert east_day["message"].startswith(f"issued on {DAY - dt.timedelta(days=1)} (")
+    assert [f["kind"] for f in findings_of("FV1", 3)] == ["date"], "a voucher of another day stays flagged"
+    logged = SyncLog.select().where(SyncLog.action == "init").order_by(SyncLog.id.desc()).first()
+    assert logged.message.endswith("the day of 2 vouchers checked again on the company's calendar")
+    Voucher.update(findings=json.dumps([old] + tax)).where(Voucher.number == 1).execute()
+    cli_json(home, "init")
+    logged = SyncLog.select().where(SyncLog.action == "init").order_by(SyncLog.id.desc()).first()
+    assert logged.message == "schema already up to date", "once, with the upgrade: not at every start of the service"
+    assert findings_of("FV1", 1) == [old] + tax
 
 
 def test_bad_resolutions_are_refused_with_exit_2_and_nothing_changed(home, two):

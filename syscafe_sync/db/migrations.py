@@ -67,6 +67,11 @@ def _stale_files(db: Database) -> None:
         db.execute_sql('ALTER TABLE "caja_catalogs" ADD COLUMN "stale" TEXT')
 
 
+def _calendar_days(db: Database) -> None:
+    """No schema change: the data fix needs the configured time zone, which a migration is not given, so
+    `setup.init` runs it (setup.recheck_other_day) when this migration has just been applied."""
+
+
 # (version, name, function). Append only: a released migration never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (1, "initial schema: cajas, vouchers, refusals, sync log, leases", _initial),
@@ -79,7 +84,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (8, "PostgreSQL: lease expiry and durations in double precision", _double_precision),
     (9, "the file names of a caja's day in the covering index", _day_names_index),
     (10, "catalogs: the files a caja's next push deletes, known without listing its folder", _stale_files),
+    (11, "findings: a voucher's day taken on the company's calendar", _calendar_days),
 ]
+CALENDAR_DAYS = next(name for version, name, _ in MIGRATIONS if version == 11)
 
 LATEST = MIGRATIONS[-1][0]
 
