@@ -212,6 +212,7 @@ class _CajaImport(CajaJob):
         self.result, self.lease, self.progress, self.now = result, lease, progress, now
         self.limit = config.limits["max_file_bytes"]
         self.batch_size = config.limits["batch_size"]
+        self.tz = config.timezone  # a property that looks the zone up: once per caja, not once per voucher
         self.folder = layout.day_folder(day)
         self.batch: list[_Kept] = []
         self.refused: list[tuple[str, str, str | None]] = []
@@ -334,9 +335,8 @@ class _CajaImport(CajaJob):
         except Refused as exc:
             return self._refuse(path, str(exc), sha)
         h = parsed.header
-        tz = self.config.timezone
-        found = findings.of_voucher(parsed, self.day, self.now, tz) + resolutions.numbering(
-            h["code"], h["number"], h["prefix"], h["issued_at"], self.ranges.get(h["code"]), tz)
+        found = findings.of_voucher(parsed, self.day, self.now, self.tz) + resolutions.numbering(
+            h["code"], h["number"], h["prefix"], h["issued_at"], self.ranges.get(h["code"]), self.tz)
         self.batch.append(_Kept(key, path, sha, raw.decode("utf-8"), parsed.rows, found, known[0] if known else None))
 
     def _keep_closing(self) -> None:

@@ -88,6 +88,14 @@ def read_caja_json(root: str, timeout: float, config=None, caja: str | None = No
     return CajaJson(caja=name if isinstance(name, str) else None, codes=codes, timezone=tz if isinstance(tz, str) else None)
 
 
+def known_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def same_calendar(a: str, b: str) -> bool:
     """Whether two time zone names give the same local time all year (America/Bogota and America/Lima do)."""
     if a == b:
@@ -107,7 +115,10 @@ def disagreements(name: str, codes: list[str], cj: CajaJson, company_tz: str | N
     if cj.problem:
         return []
     out = []
-    if company_tz and cj.timezone and not same_calendar(cj.timezone, company_tz):
+    if company_tz and cj.timezone and not known_zone(cj.timezone):
+        out.append(f"caja.json's timezone {cj.timezone!r} is not a time zone name known here; write one like "
+                   f"{company_tz!r}, the company's (sync.timezone)")
+    elif company_tz and cj.timezone and not same_calendar(cj.timezone, company_tz):
         out.append(f"caja.json keeps time in {cj.timezone!r}, the company in {company_tz!r} (sync.timezone): the caja "
                    "files its day folders by one calendar and the main server checks their dates by the other; "
                    "make them the same")

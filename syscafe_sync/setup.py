@@ -7,9 +7,9 @@ import json
 
 from . import config as config_mod
 from . import db as db_mod
-from . import findings, synclog
+from . import findings, resolutions, synclog
 from .db import migrations, write_transaction
-from .db.models import Voucher
+from .db.models import Resolution, Voucher
 
 
 def open_home(home, db_url) -> config_mod.Config:
@@ -26,12 +26,19 @@ def open_config(cfg: config_mod.Config) -> config_mod.Config:
     return cfg
 
 
+def recheck_calendar(tz) -> str:
+    """Migration 11's data: builds before it took a voucher's day in the offset the POS wrote, so an evening
+    sale written in UTC was flagged as another day's (and one written east of the company's offset could be
+    missed), and a resolution's validity was checked on that day too. Both are brought onto the company's
+    calendar; returns what changed, for init's log row."""
+    days = recheck_other_day(tz)
+    numbering = sum(resolutions.recheck(code, tz) for (code,) in Resolution.select(Resolution.code).distinct().tuples())
+    return f"the day of {days} vouchers and the numbering of {numbering} checked again on the company's calendar"
+
+
 def recheck_other_day(tz) -> int:
     """Brings every voucher's "issued on another day than its folder" finding in line with the company's
-    calendar. Builds before 2026-12-03 took the day in the offset the POS wrote, so an evening sale written
-    in UTC was flagged, and a sale written in an offset east of the company's could be missed; an upgrade
-    (`init`, once: with migration 11) corrects what they stored. Every voucher is looked at, its day and
-    issued_at only: about 5 µs a voucher here."""
+    calendar. Every voucher is looked at, its day and issued_at only: about 5 µs a voucher here."""
     changed, last = 0, 0
     while True:  # by id, a page at a time: a database of years of sales is not read into memory at once
         with write_transaction():
@@ -59,12 +66,10 @@ def init(cfg: config_mod.Config) -> dict:
     # Re-read: a configuration that already existed may hold values that must be valid.
     cfg = config_mod.load(cfg.home, cfg.db_url)
     db = db_mod.connect(cfg.db_url)
-    ran = migrations.upgrade(db)
+    fixed: list[str] = []
+    ran = migrations.upgrade(db, {migrations.CALENDAR_DAYS_VERSION: lambda: fixed.append(recheck_calendar(cfg.timezone))})
     synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
-    message = ("schema upgraded: " + "; ".join(ran)) if ran else "schema already up to date"
-    rechecked = recheck_other_day(cfg.timezone) if migrations.CALENDAR_DAYS in ran else 0
-    if rechecked:
-        message += f"; the day of {rechecked} vouchers checked again on the company's calendar"
+    message = ("schema upgraded: " + "; ".join(ran + fixed)) if ran else "schema already up to date"
     synclog.record(synclog.Entry(action="init", outcome="ok", message=message))
     return {
         "home": str(cfg.home),

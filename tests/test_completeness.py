@@ -135,8 +135,8 @@ def test_dates_are_checked_on_the_company_calendar_whatever_offset_the_pos_write
 
 
 def test_init_brings_the_other_day_findings_of_an_earlier_build_onto_the_company_calendar(home, cfg, two):
-    """Builds before 2026-12-03 took the day in the offset the POS wrote; what they stored is corrected by
-    the upgrade (`init`), and nothing else in the findings moves."""
+    """Builds before 2026-12-03 took the day in the offset the POS wrote, for the folder's day and for a
+    resolution's validity; what they stored is corrected by the upgrade (`init`), and nothing else moves."""
     c1, _ = two
     evening_utc = dt.datetime.combine(DAY, dt.time(21, 30), BOGOTA).astimezone(dt.timezone.utc)  # DAY + 1 in UTC
     east = dt.datetime.combine(DAY - dt.timedelta(days=1), dt.time(20), BOGOTA).astimezone(dt.timezone(dt.timedelta(hours=1)))
@@ -147,11 +147,13 @@ def test_init_brings_the_other_day_findings_of_an_earlier_build_onto_the_company
             _bad_tax(doc)
         c1.raw(f"movements/{DAY}/FV1-{number}.json", json.dumps(doc))
     imported(cfg)
+    resolutions.add("FV1", "POS1", 1, 100, dt.date(2026, 1, 1), DAY, tz=BOGOTA)  # valid until DAY, Bogotá's
     tax = findings_of("FV1", 1)
     assert {f["kind"] for f in tax} == {"tax", "totals"}, "on the company's calendar 21:30 is DAY: no date finding"
-    # what the earlier build stored: FV1-1 flagged (its UTC date), FV1-2 not (its own date was DAY)
+    # what the earlier build stored: FV1-1 flagged twice (its UTC date), FV1-2 not (its own date was DAY)
     old = {"kind": "date", "message": f"issued on {DAY + dt.timedelta(days=1)}, but it is in the folder of {DAY}"}
-    Voucher.update(findings=json.dumps([old] + tax)).where(Voucher.number == 1).execute()
+    old_validity = {"kind": "numbering", "message": f"FV1-1 was issued on {DAY + dt.timedelta(days=1)}, outside the validity of resolution #1"}
+    Voucher.update(findings=json.dumps([old] + tax + [old_validity])).where(Voucher.number == 1).execute()
     Voucher.update(findings="[]").where(Voucher.number == 2).execute()
     SchemaVersion.delete().where(SchemaVersion.version == 11).execute()  # the schema that build left
     out = cli_json(home, "init")
@@ -161,7 +163,7 @@ def test_init_brings_the_other_day_findings_of_an_earlier_build_onto_the_company
     assert east_day["message"].startswith(f"issued on {DAY - dt.timedelta(days=1)} (")
     assert [f["kind"] for f in findings_of("FV1", 3)] == ["date"], "a voucher of another day stays flagged"
     logged = SyncLog.select().where(SyncLog.action == "init").order_by(SyncLog.id.desc()).first()
-    assert logged.message.endswith("the day of 2 vouchers checked again on the company's calendar")
+    assert logged.message.endswith("the day of 2 vouchers and the numbering of 1 checked again on the company's calendar")
     Voucher.update(findings=json.dumps([old] + tax)).where(Voucher.number == 1).execute()
     cli_json(home, "init")
     logged = SyncLog.select().where(SyncLog.action == "init").order_by(SyncLog.id.desc()).first()

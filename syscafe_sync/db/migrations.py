@@ -68,8 +68,9 @@ def _stale_files(db: Database) -> None:
 
 
 def _calendar_days(db: Database) -> None:
-    """No schema change: the data fix needs the configured time zone, which a migration is not given, so
-    `setup.init` runs it (setup.recheck_other_day) when this migration has just been applied."""
+    """No schema change. Its data fix needs the configured time zone, which a migration is not given:
+    `setup.init` hands it to `upgrade` (setup.recheck_calendar), which runs it in this migration's
+    transaction, so the version is recorded only once the fix is done."""
 
 
 # (version, name, function). Append only: a released migration never changes.
@@ -86,7 +87,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database], None]]] = [
     (10, "catalogs: the files a caja's next push deletes, known without listing its folder", _stale_files),
     (11, "findings: a voucher's day taken on the company's calendar", _calendar_days),
 ]
-CALENDAR_DAYS = next(name for version, name, _ in MIGRATIONS if version == 11)
+CALENDAR_DAYS_VERSION = 11
+CALENDAR_DAYS = next(name for version, name, _ in MIGRATIONS if version == CALENDAR_DAYS_VERSION)
 
 LATEST = MIGRATIONS[-1][0]
 
@@ -98,8 +100,10 @@ def current_version(db: Database) -> int:
     return row.version if row else 0
 
 
-def upgrade(db: Database) -> list[str]:
-    """Applies every migration not yet applied; returns the names of those it ran."""
+def upgrade(db: Database, data: dict[int, Callable[[], None]] | None = None) -> list[str]:
+    """Applies every migration not yet applied; returns the names of those it ran. `data`: a fix of the rows
+    by migration version, for what needs more than the database (the configured time zone), run in that
+    migration's transaction."""
     db.create_tables([m.SchemaVersion])
     ran = []
     from . import write_transaction
@@ -110,6 +114,8 @@ def upgrade(db: Database) -> list[str]:
             if current_version(db) >= version:
                 continue
             fn(db)
+            if data and version in data:
+                data[version]()
             m.SchemaVersion.create(version=version, name=name, applied_at=m.utcnow())
         ran.append(name)
     return ran
