@@ -78,13 +78,14 @@ def run_pass(config: Config, names: list[str] | tuple[str, ...] = (), day: dt.da
     if catalogs.names():
         main = push.MainCatalogs(catalogs.names())
         pushed = push.PushResult("partial", False, in_pool(workers, lambda c: push.push_caja(config, c, "partial", False, main, now), cajas))
-    _publish_accounting(config)
     result = PassResult(day or today, imports, points, held, pushed, time.monotonic() - started)
     problems = result.problems()
     _log(result, problems)
     if not stopping.requested.is_set():  # a pass cut short by a stop says nothing about the cajas
         health.record({c: [p for p in ps if not p.startswith("busy")] for c, ps in problems.items()},
                       config.get("sync", "alert_after_failures"), now)
+    # After the cajas' rows are logged: whatever goes wrong here cannot take the pass's record with it.
+    _publish_accounting(config)
     return result
 
 
