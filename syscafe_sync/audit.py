@@ -4,7 +4,8 @@ Gaps are reported, never filled: a missing number is a sale the main server
 has not seen (or a number the POS skipped), and only a person can say which.
 A day's gaps continue from the last number of the days before, so a voucher
 lost at the turn of the day is caught too. Only numbers the code's DIAN
-resolutions authorise are expected (`expected`).
+resolutions authorise are expected, in the order they were issued
+(`_Numbering`): a new resolution may start below the old one.
 """
 
 from __future__ import annotations
@@ -40,53 +41,97 @@ def _missing(numbers: list[int], start: int, end: int, room: int = MAX_LISTED) -
     return out
 
 
-def expected(code: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The runs of start..end that the code's numbering says were issued. With no resolution, all of it.
-    With resolutions, only numbers inside one: the numbers between two ranges were never authorised (a
-    new resolution often starts far above the last), and once the code has numbers in a later range the
-    earlier one's unused end was never issued either (the POS moved on when it expired). A voucher lost
-    right before such a switch is still caught by the day audit against closing.json."""
-    ranges = resolutions.for_codes([code]).get(code)
-    if not ranges:
-        return [(start, end)]
-    highest = [Voucher.select(fn.MAX(Voucher.number)).where(
-        (Voucher.code == code) & (Voucher.number >= r.number_from) & (Voucher.number <= r.number_to)).scalar() for r in ranges]
-    runs_ = []
-    for i, r in enumerate(ranges):
-        last = r.number_to
-        if any(h is not None for h in highest[i + 1:]):
-            if highest[i] is None:
-                continue  # never used: the code went straight to a later range
-            last = highest[i]
-        a, b = max(r.number_from, start), min(last, end)
-        if a <= b:
-            runs_.append((a, b))
-    return runs_
+# A voucher number is at most this (BigIntegerField); the span above every resolution ends here.
+_TOP = 2**63 - 1
+
+
+class _Numbering:
+    """A code's numbers in the order the POS issues them. Its DIAN resolutions follow one another in
+    time, not always upwards in number (a new resolution may start below the old one), so a number's
+    place is (which resolution, in order of validity; the number). Without a resolution every number
+    is in one range. A number outside every range (a numbering finding) is placed after the range just
+    below it, so a day that ends there still shows that range's unused end as missing."""
+
+    def __init__(self, code: str):
+        self.code = code
+        ranges = resolutions.for_codes([code]).get(code) or []
+        self.issued = sorted(ranges, key=lambda r: (r.valid_from, r.number_from))
+        order = {r.id: i for i, r in enumerate(self.issued)}
+        self.spans: list[tuple[int, int, int]] = []  # (lowest, highest, place): the number line, cut at the ranges' ends
+        if not ranges:
+            self.spans.append((-_TOP, _TOP, 0))
+        for i, r in enumerate(ranges):  # for_codes gives them by number
+            if i == 0:
+                self.spans.append((-_TOP, r.number_from - 1, order[r.id]))
+            self.spans.append((r.number_from, r.number_to, order[r.id]))
+            after = ranges[i + 1].number_from - 1 if i + 1 < len(ranges) else _TOP
+            if r.number_to < after:
+                self.spans.append((r.number_to + 1, after, order[r.id]))
+
+    def place(self, n: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.spans, (n, _TOP, _TOP)) - 1
+        return self.spans[i][2], n
+
+    def last_before(self, day: str) -> tuple[int, int] | None:
+        """The place of the last number held for the days before `day` (one indexed lookup a span)."""
+        best = None
+        for lo, hi, _ in self.spans:
+            top = Voucher.select(fn.MAX(Voucher.number)).where(
+                (Voucher.code == self.code) & (Voucher.number >= lo) & (Voucher.number <= hi) & (Voucher.day < day)).scalar()
+            if top is not None:
+                best = self.place(top) if best is None else max(best, self.place(top))
+        return best
+
+    def runs(self, first: tuple[int, int], last: tuple[int, int]) -> list[tuple[int, int]]:
+        """The runs of numbers issued from place `first` to place `last`, in the order they were issued.
+        Between two ranges nothing was authorised; a range the code has left was used up to its highest
+        number held (the POS moved on when it expired), and one never used was skipped whole. A voucher
+        lost right before such a switch is still caught by the day audit against closing.json."""
+        if not self.issued:
+            return [(first[1], last[1])] if first[1] <= last[1] else []
+        out = []
+        for i in range(first[0], last[0] + 1):
+            r = self.issued[i]
+            lo = first[1] if i == first[0] else r.number_from
+            if i == last[0]:
+                hi = last[1]
+            else:
+                hi = Voucher.select(fn.MAX(Voucher.number)).where(
+                    (Voucher.code == self.code) & (Voucher.number >= r.number_from) & (Voucher.number <= r.number_to)).scalar()
+                if hi is None:
+                    continue
+            a, b = max(lo, r.number_from), min(hi, r.number_to)
+            if a <= b:
+                out.append((a, b))
+        return out
 
 
 def gaps(code: str, day: dt.date | None = None) -> list[int]:
-    """Missing numbers of `code`: on `day`, from the last number held for the days before up to the day's
-    highest; without a day, between the lowest and highest number ever held. Only numbers the code's
-    resolutions say were issued count (`expected`)."""
+    """Missing numbers of `code`, in the order they would have been issued: on `day`, from the last
+    number held for the days before up to the day's last; without a day, between the first and the
+    last number ever held. Only numbers the code's resolutions say were issued count (_Numbering)."""
+    numbering = _Numbering(code)
     if day is None:
-        numbers = [n for (n,) in Voucher.select(Voucher.number).where(Voucher.code == code).order_by(Voucher.number).tuples()]
-        return _gaps_in(code, numbers, numbers[0], numbers[-1]) if numbers else []
-    d = day.isoformat()
-    top = Voucher.select(fn.MAX(Voucher.number)).where((Voucher.code == code) & (Voucher.day == d)).scalar()
-    if top is None:
-        return []
-    before = Voucher.select(fn.MAX(Voucher.number)).where((Voucher.code == code) & (Voucher.day < d)).scalar()
-    start = before + 1 if before is not None else Voucher.select(fn.MIN(Voucher.number)).where((Voucher.code == code) & (Voucher.day == d)).scalar()
-    # a number held under any day counts: a voucher filed in the wrong day's folder is not missing
-    held = [n for (n,) in Voucher.select(Voucher.number)
-            .where((Voucher.code == code) & (Voucher.number >= start) & (Voucher.number <= top)).order_by(Voucher.number).tuples()]
-    return _gaps_in(code, held, start, top)
-
-
-def _gaps_in(code: str, held: list[int], start: int, end: int) -> list[int]:
+        held = [n for (n,) in Voucher.select(Voucher.number).where(Voucher.code == code).tuples()]
+        if not held:
+            return []
+        places = [numbering.place(n) for n in held]
+        first, last = min(places), max(places)
+    else:
+        d = day.isoformat()
+        places = [numbering.place(n) for (n,) in Voucher.select(Voucher.number).where(
+            (Voucher.code == code) & (Voucher.day == d)).tuples()]
+        if not places:
+            return []
+        before = numbering.last_before(d)
+        first = (before[0], before[1] + 1) if before is not None else min(places)
+        last = max(places)
     out: list[int] = []
-    for a, b in expected(code, start, end):
-        out += _missing(held, a, b, MAX_LISTED - len(out))
+    for a, b in numbering.runs(first, last):
+        # a number held under any day counts: a voucher filed in the wrong day's folder is not missing
+        held_here = [n for (n,) in Voucher.select(Voucher.number).where(
+            (Voucher.code == code) & (Voucher.number >= a) & (Voucher.number <= b)).order_by(Voucher.number).tuples()]
+        out += _missing(held_here, a, b, MAX_LISTED - len(out))
         if len(out) >= MAX_LISTED:
             break
     return out

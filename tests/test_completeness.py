@@ -260,6 +260,36 @@ def test_gaps_count_only_the_numbers_the_resolutions_say_were_issued(cfg, two):
     assert caja["codes"]["FV1"]["status"] == "no_closing" and caja["codes"]["FV1"]["missing"] == [101, 102, 105]
 
 
+def test_gaps_follow_the_resolutions_in_the_order_granted_when_a_new_one_starts_below_the_old(cfg, two):
+    """DIAN may grant a code a new range below the one it leaves: the day of the switch and the days after
+    still continue from the last number issued, in the new range, instead of waiting to pass the old one."""
+    c1, _ = two
+    before, after = DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1)
+    resolutions.add("FV1", "POS1", 1000, 5000, dt.date(2026, 1, 1), dt.date(2026, 12, 31), tz=BOGOTA)
+    resolutions.add("FV1", "POS1", 1, 999, DAY, dt.date(2027, 11, 30), tz=BOGOTA)
+    for n in (1000, 1001, 1003):                # the old range; 1002 lost
+        c1.add(n, day=before)
+    for n in (1004, 1, 2, 4):                   # the switch, mid-day; 3 lost in the new range
+        c1.add(n, day=DAY)
+    for n in (6, 7):                            # the day after, in the new range only; 5 lost at the turn of the day
+        c1.add(n, day=after)
+    for day in (before, DAY, after):
+        imported(cfg, day)
+    assert audit.gaps("FV1", before) == [1002]
+    assert audit.gaps("FV1", DAY) == [3], "the old range's unused end (1005–5000) was never issued"
+    assert audit.gaps("FV1", after) == [5]
+    assert audit.gaps("FV1") == [1002, 3, 5], "in the order the numbers were issued"
+    logged = SyncLog.select().where((SyncLog.action == "check") & (SyncLog.caja == "CAJA1")).order_by(SyncLog.id)
+    assert [r.message for r in logged] == [f"{before}: numbers missing in FV1: 1002", f"{DAY}: numbers missing in FV1: 3",
+                                           f"{after}: numbers missing in FV1: 5"]
+    [caja] = audit.audit(after, "CAJA1")["cajas"]
+    assert caja["codes"]["FV1"]["status"] == "no_closing" and caja["codes"]["FV1"]["missing"] == [5]
+    # a number outside both ranges (a numbering finding) neither hides a gap nor makes one
+    c1.add(7000, day=after)
+    imported(cfg, after)
+    assert kinds_of("FV1", 7000) == {"numbering"} and audit.gaps("FV1", after) == [5]
+
+
 def test_vouchers_check_lists_findings_and_gaps(home, cfg, two):
     c1, c2 = two
     c1.add_many(1, 3)
