@@ -318,6 +318,23 @@ def samba(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+def frozen_mount(tmp_path):
+    """A folder mounted through FUSE by a process the test can freeze (tests/frozen_mount.py), as a share
+    mounted on the main server whose machine stops answering; skipped with its reason where FUSE cannot
+    mount, failed under CI=true. Thawed and unmounted at the end, whatever the test did."""
+    from frozen_mount import FrozenMount, unavailable
+
+    why = unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: the frozen-mount tests must run on a real FUSE mount, but {why}; .ci/run installs fuse3")
+        pytest.skip(why)
+    mount = FrozenMount(tmp_path / "share-disk", tmp_path / "share").start()
+    yield mount
+    mount.close()
+
+
 def smb_credentials(home: Path, user: str, password: str, host: str = "127.0.0.1") -> None:
     """Appends a [smb.hosts."HOST"] entry to home's config.toml."""
     with open(home / "config.toml", "a", encoding="utf-8") as f:

@@ -4,6 +4,7 @@ one published file, whatever the instant, and no staged file behind."""
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, cli_json, db_rows, run_cli
+from conftest import cli_env, cli_json, db_rows, run_cli, write_config
 
 from syscafe_sync.accounting import journal
 from syscafe_sync.db.models import Lease
@@ -158,3 +159,30 @@ def test_the_next_pass_of_the_service_publishes_what_a_killed_post_recorded_deli
     assert "left staged by a run that was killed" in run_cli(home, "log", "--action", "accounting post", check=0).stdout
     after = cli_json(home, "accounting", "post", "--to", "csv")
     assert after["file"] is None and after["recovered"] == [], "nothing left to send or publish"
+
+
+@linux_only
+def test_a_pass_whose_export_share_stops_answering_ends_within_its_bound_and_the_next_one_publishes(home, books, frozen_mount):
+    """accounting.export_dir on a share mounted on the main server, whose machine stops answering while a
+    killed post's file is staged there: the pass serves its cajas, gives up on the folder after
+    caja_timeout_s and says so; once the share answers again, the next pass publishes the file."""
+    folder = frozen_mount.mountpoint / "contabilidad"
+    write_config(home, accounting={"export_dir": str(folder)}, limits={"caja_timeout_s": 2.0})
+    killed = post_killed(home, "before the rename")
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL and len(staged(folder)) == 1
+    frozen_mount.freeze()
+    try:
+        started = time.monotonic()
+        run_cli(home, "sync", check=0, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        frozen_mount.thaw()
+    assert took < 30, f"the pass took {took:.0f} s with caja_timeout_s = 2"
+    failed = run_cli(home, "log", "--action", "accounting post", "--level", "error", check=0).stdout
+    assert f"cannot publish the accounting file left staged in {folder} (no answer within 2 s (limits.caja_timeout_s))" in failed
+    rows = [json.loads(line) for line in run_cli(home, "--json", "log", "--action", "sync", check=0).stdout.splitlines()]
+    assert {(r["caja"], r["outcome"]) for r in rows} == {("CAJA1", "ok"), ("CAJA2", "ok")}, "the cajas were served"
+    assert in_files(folder) == Counter() and len(staged(folder)) == 1, "nothing published while the share was frozen"
+    run_cli(home, "sync", check=0)
+    assert in_files(folder) == Counter(KEYS) and staged(folder) == []
