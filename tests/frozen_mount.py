@@ -7,9 +7,10 @@ that looks local (a caja folder or accounting.export_dir on a mounted share).
 
     mount = FrozenMount(backing, mountpoint).start()
     mount.freeze(); ...; mount.thaw()
+    mount.freeze_at("release", ".products"); ...  # freezes itself when that file is closed
     mount.close()
 
-Run as a script, this file is that process: `python frozen_mount.py BACKING MOUNTPOINT`,
+Run as a script, this file is that process: `python frozen_mount.py BACKING MOUNTPOINT TRIGGER`,
 a plain pass-through of BACKING onto MOUNTPOINT (mfusepy, over Debian's fuse3).
 """
 
@@ -25,6 +26,10 @@ import time
 from pathlib import Path
 
 FUSERMOUNT = "fusermount3"
+# A file the serving process reads before each call: "OP NAME-PART" makes it stop itself (SIGSTOP)
+# in the first call OP whose path holds NAME-PART. Outside the mount: reading it must not go through
+# the frozen process.
+TRIGGER = ".freeze-at"
 
 
 def unavailable() -> str | None:
@@ -43,13 +48,14 @@ def unavailable() -> str | None:
 class FrozenMount:
     def __init__(self, backing: Path, mountpoint: Path):
         self.backing, self.mountpoint = Path(backing), Path(mountpoint)
+        self.trigger = self.mountpoint.parent / f"{self.mountpoint.name}{TRIGGER}"
         self.proc: subprocess.Popen | None = None
-        self.frozen = False
 
     def start(self, wait_s: float = 10.0) -> FrozenMount:
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, __file__, str(self.backing), str(self.mountpoint)],
+        self.trigger.unlink(missing_ok=True)
+        self.proc = subprocess.Popen([sys.executable, __file__, str(self.backing), str(self.mountpoint), str(self.trigger)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + wait_s
         while not os.path.ismount(self.mountpoint):
@@ -63,17 +69,29 @@ class FrozenMount:
 
     def freeze(self) -> None:
         os.kill(self.proc.pid, signal.SIGSTOP)
-        self.frozen = True
+
+    def freeze_at(self, op: str, name_part: str) -> None:
+        """The share stops answering in the first call `op` on a path holding `name_part`: an instant
+        inside a command's work, not before it. Only "release" (a file's close, which the kernel sends
+        without waiting) makes a real frozen share: a process whose call the FUSE server has already
+        taken up waits it out, unkillable, where a CIFS client's calls stay killable as they are here
+        while they wait in the kernel's queue. Stopped in the close of a file, the server leaves the
+        next call on the mount (a rename, a write) waiting in that queue."""
+        self.trigger.write_text(f"{op} {name_part}", encoding="utf-8")
+
+    @property
+    def frozen(self) -> bool:
+        state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state in ("T", "t")
 
     def thaw(self) -> None:
+        self.trigger.unlink(missing_ok=True)
         os.kill(self.proc.pid, signal.SIGCONT)
-        self.frozen = False
 
     def close(self) -> None:
         if self.proc is None:
             return
-        if self.frozen:
-            self.thaw()
+        self.thaw()
         subprocess.run([FUSERMOUNT, "-u", "-z", str(self.mountpoint)], capture_output=True)
         try:
             self.proc.wait(5)
@@ -84,22 +102,25 @@ class FrozenMount:
         self.proc = None
 
 
-def _serve(backing: str, mountpoint: str) -> None:
+def _serve(backing: str, mountpoint: str, trigger: str) -> None:
     from mfusepy import FUSE, FuseOSError, Operations
 
+    def stop_if_asked(op: str, path: str) -> None:
+        try:
+            wanted_op, _, part = Path(trigger).read_text(encoding="utf-8").partition(" ")
+        except FileNotFoundError:
+            return
+        if op == wanted_op and part in path:
+            os.unlink(trigger)  # once
+            os.kill(os.getpid(), signal.SIGSTOP)
+
     class PassThrough(Operations):
-        """Every call made on BACKING's own file; errors are the OS's."""
+        """Every call made on BACKING's own file; errors are the OS's (mfusepy hands their errno to the kernel)."""
 
         use_ns = True
 
         def _p(self, path: str) -> str:
             return os.path.join(backing, path.lstrip("/"))
-
-        def __call__(self, op, *args):
-            try:
-                return super().__call__(op, *args)
-            except OSError as exc:
-                raise FuseOSError(exc.errno or errno.EIO) from exc
 
         def getattr(self, path, fh=None):
             st = os.fstat(fh) if fh is not None else os.lstat(self._p(path))
@@ -167,8 +188,19 @@ def _serve(backing: str, mountpoint: str) -> None:
         def release(self, path, fh):
             os.close(fh)
 
+    # mfusepy turns an OSError into the call's errno itself; each call first looks at the trigger.
+    for op in [name for name, value in vars(PassThrough).items() if callable(value) and not name.startswith("_")]:
+        setattr(PassThrough, op, _watched(op, getattr(PassThrough, op), stop_if_asked))
     FUSE(PassThrough(), mountpoint, foreground=True, nothreads=True)
 
 
+def _watched(op, method, stop_if_asked):
+    def call(self, path, *args):
+        stop_if_asked(op, path)
+        return method(self, path, *args)
+    call.__name__ = method.__name__
+    return call
+
+
 if __name__ == "__main__":
-    _serve(sys.argv[1], sys.argv[2])
+    _serve(sys.argv[1], sys.argv[2], sys.argv[3])

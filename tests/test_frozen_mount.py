@@ -11,6 +11,7 @@ import time
 from conftest import DAY, CajaFolder, default_codes, run_cli, write_config
 
 from syscafe_sync import catalogs, registry
+from syscafe_sync.caja.catalog import read_catalog
 
 LIMITS = {"connect_timeout_s": 1.0, "caja_timeout_s": 3.0}
 
@@ -32,18 +33,28 @@ def frozen_for(frozen_mount, home, *args: str, exit_code: int = 1, bound_s: floa
     return results(proc), took
 
 
-def test_a_frozen_mounted_share_is_reported_within_its_bound_and_served_again_once_it_answers(home, cfg, tmp_path, frozen_mount):
+def two_cajas(home, tmp_path, frozen_mount) -> tuple[CajaFolder, CajaFolder]:
+    """CAJA1 on the mounted share (written on the share's own disk, as its POS does), CAJA2 on a local disk."""
     write_config(home, limits=LIMITS)
     mounted = CajaFolder(frozen_mount.backing / "CAJA1", "CAJA1", default_codes("CAJA1"),
-                         url=str(frozen_mount.mountpoint / "CAJA1"))  # written on the share's own disk, as its POS does
+                         url=str(frozen_mount.mountpoint / "CAJA1"))
     local = CajaFolder(tmp_path / "cajas" / "CAJA2", "CAJA2", default_codes("CAJA2"))
     registry.add("CAJA1", mounted.url)
     registry.add("CAJA2", local.url)
+    return mounted, local
+
+
+def load_products(tmp_path, rows: str) -> None:
+    products = tmp_path / "products.csv"
+    products.write_text("code,description,price\n" + rows, encoding="utf-8")
+    catalogs.load("products", products)
+
+
+def test_a_frozen_mounted_share_is_reported_within_its_bound_and_served_again_once_it_answers(home, cfg, tmp_path, frozen_mount):
+    mounted, local = two_cajas(home, tmp_path, frozen_mount)
     mounted.add_many(1, 3)
     local.add_many(1, 3)
-    products = tmp_path / "products.csv"
-    products.write_text("code,description,price\nALM-EJ,Almuerzo ejecutivo,16000.00\n", encoding="utf-8")
-    catalogs.load("products", products)
+    load_products(tmp_path, "ALM-EJ,Almuerzo ejecutivo,16000.00\n")
 
     got, took = frozen_for(frozen_mount, home, "import", "--date", DAY.isoformat())
     assert got["CAJA2"]["outcome"] == "ok" and got["CAJA2"]["imported"] == 3
@@ -68,3 +79,37 @@ def test_a_frozen_mounted_share_is_reported_within_its_bound_and_served_again_on
     assert (again["CAJA1"]["imported"], again["CAJA2"]["imported"]) == (3, 0)
     pushed = results(run_cli(home, "--json", "catalogs", "push", check=0))
     assert pushed["CAJA1"]["outcome"] == "ok" and (frozen_mount.backing / "CAJA1" / "catalogs" / "manifest.json").exists()
+
+
+def test_a_push_cut_off_when_the_mounted_share_stops_answering_mid_write_leaves_the_caja_whole(home, cfg, tmp_path, frozen_mount):
+    """The share stops answering once a total push has written the new snapshot there, as it renames it:
+    the push to it is cut off after caja_timeout_s (the rename stays blocked in the kernel), the other caja
+    is pushed, the frozen caja's readers stay on the previous catalog, whole, and the next push brings it
+    up to date."""
+    mounted, local = two_cajas(home, tmp_path, frozen_mount)
+    load_products(tmp_path, "ALM-EJ,Almuerzo ejecutivo,16000.00\nGAS-400,Gaseosa 400 ml,4000.00\n")
+    assert all(r["outcome"] == "ok" for r in results(run_cli(home, "--json", "catalogs", "push", check=0)).values())
+    before = read_catalog(mounted.root, "products")
+    load_products(tmp_path, "ALM-EJ,Almuerzo ejecutivo,17000.00\nCAF-500,Café 500 g,21000.00\n")
+
+    frozen_mount.freeze_at("release", ".products.")  # the close of the new snapshot's temporary file
+    try:
+        started = time.monotonic()
+        proc = run_cli(home, "--json", "catalogs", "push", "--mode", "total", check=1, timeout=60)
+        took = time.monotonic() - started
+        assert frozen_mount.frozen, "the share never stopped answering: the push did not get to its snapshot"
+    finally:
+        frozen_mount.thaw()
+    got = results(proc)
+    assert took < 20, f"the push took {took:.1f} s with {LIMITS}"
+    assert got["CAJA2"]["outcome"] == "ok" and got["CAJA2"]["version"] == {"products": 5}
+    assert got["CAJA1"]["outcome"] == "failed"
+    assert "cut off after 3 s (limits.caja_timeout_s); the caja stays on its previous catalogs, whole" in got["CAJA1"]["message"]
+    after = read_catalog(mounted.root, "products")
+    assert (after.version, after.canonical(), after.sha256) == (before.version, before.canonical(), before.sha256)
+
+    again = results(run_cli(home, "--json", "catalogs", "push", check=0))
+    assert again["CAJA1"]["outcome"] == "ok", again["CAJA1"]["message"]
+    cat, records = catalogs.view("products")
+    now = read_catalog(mounted.root, "products")
+    assert (now.version, now.canonical(), now.sha256) == (cat.version, records, cat.sha256)
