@@ -387,16 +387,19 @@ def test_a_new_voucher_in_a_local_folder_is_imported_within_seconds(home, two, d
 
 
 def test_network_shares_are_not_watched(tmp_path):
-    from syscafe_sync.storage.local import filesystem_type, on_local_disk
+    from syscafe_sync.storage.local import NETWORK_FS, filesystem_type, on_local_disk
 
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(
         "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
         "40 22 0:50 / /mnt/caja2 rw,relatime shared:30 - cifs //CAJA2/Syscafe rw,vers=3.1.1\n"
-        "41 22 0:51 / /mnt/caja\\0403 rw,relatime - nfs4 caja3:/datos rw\n")
+        "41 22 0:51 / /mnt/caja\\0403 rw,relatime - nfs4 caja3:/datos rw\n"
+        "42 22 0:52 / /run/user/1000/gvfs rw,nosuid,nodev,relatime - fuse.gvfsd-fuse gvfsd-fuse rw,user_id=1000\n")
     assert filesystem_type("/mnt/caja2/movements", str(mountinfo)) == "cifs"
     assert filesystem_type("/mnt/caja 3", str(mountinfo)) == "nfs4"
     assert filesystem_type("/srv/caja1", str(mountinfo)) == "ext4"
+    # a share opened from a desktop's file manager
+    assert filesystem_type("/run/user/1000/gvfs/smb-share:server=caja4,share=syscafe", str(mountinfo)) in NETWORK_FS
     assert not on_local_disk("\\\\CAJA2\\Syscafe\\Datos")
     assert not on_local_disk("smb://caja2/syscafe")
     assert on_local_disk(str(tmp_path))

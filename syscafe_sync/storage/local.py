@@ -289,7 +289,9 @@ def check_root_syntax(root: str) -> None:
 
 
 # File systems whose files live on another machine: no reliable change events, hangs when it is off.
-NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs", "davfs", "fuse.rclone"}
+# fuse.gvfsd-fuse: a share opened from a Linux desktop's file manager (/run/user/UID/gvfs/smb-share:…).
+NETWORK_FS = {"cifs", "smb3", "smbfs", "nfs", "nfs4", "9p", "fuse.sshfs", "afs", "ceph", "glusterfs", "davfs",
+              "fuse.rclone", "fuse.gvfsd-fuse", "fuse.smbnetfs"}
 
 
 def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
