@@ -107,9 +107,12 @@ def test_a_push_cut_off_when_the_mounted_share_stops_answering_mid_write_leaves_
     assert "cut off after 3 s (limits.caja_timeout_s); the caja stays on its previous catalogs, whole" in got["CAJA1"]["message"]
     after = read_catalog(mounted.root, "products")
     assert (after.version, after.canonical(), after.sha256) == (before.version, before.canonical(), before.sha256)
+    folder = mounted.root / "catalogs"
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == [".products.5.snapshot.json.tmp"], "cut off before its rename"
 
     again = results(run_cli(home, "--json", "catalogs", "push", check=0))
     assert again["CAJA1"]["outcome"] == "ok", again["CAJA1"]["message"]
     cat, records = catalogs.view("products")
     now = read_catalog(mounted.root, "products")
     assert (now.version, now.canonical(), now.sha256) == (cat.version, records, cat.sha256)
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")], "what the cut-off push left is cleaned up"
