@@ -8,6 +8,7 @@ The caller must not start new work on that root meanwhile.
 
 from __future__ import annotations
 
+import datetime as dt
 import queue
 import threading
 import time
@@ -82,6 +83,8 @@ class _Runner:
                 step.fn = None
                 if database.obj is not None and not database.is_closed():
                     database.close()  # a connection a step left open goes back to the pool, not idle with this thread
+                # A thread dump (py-spy, faulthandler) names only the steps still running.
+                self.thread.name = "bounded:idle"
                 with self._lock:
                     self._idle.append(self)
                 step.done.set()
@@ -92,8 +95,13 @@ class Pending:
 
     def __init__(self, fn: Callable[[], T], what: str):
         self.what = what
+        self.started_at = dt.datetime.now(dt.timezone.utc)
         self._step = _Step(fn)
         _Runner.take(f"bounded:{what}").start(self._step)
+
+    @property
+    def ended(self) -> bool:
+        return self._step.done.is_set()
 
     def wait(self, timeout: float, stop: threading.Event | None = None, on_stop: Callable[[], None] | None = None,
              grace: float = 0.0):
@@ -116,6 +124,31 @@ class Pending:
         if step.error:
             raise step.error[0]
         return step.result[0]
+
+
+# Steps their callers stopped waiting for, by what they were blocked on (a caja's root, a folder). A
+# call blocked in the kernel on a frozen mount cannot be woken from Python: until it returns, a
+# new step there would only block beside it, one more thread each pass for as long as it stays
+# frozen, and the caller would wait its time-out again.
+_given_up: dict[str, Pending] = {}
+_given_up_lock = threading.Lock()
+
+
+def give_up(on: str, step: Pending) -> None:
+    """Remembers that `step`, blocked on `on`, was given up on while it still ran."""
+    with _given_up_lock:
+        if not step.ended:
+            _given_up[on] = step
+
+
+def blocked(on: str) -> Pending | None:
+    """The step given up on `on` that has not returned yet, if any."""
+    with _given_up_lock:
+        step = _given_up.get(on)
+        if step is not None and step.ended:
+            del _given_up[on]
+            return None
+        return step
 
 
 def start(fn: Callable[[], T], what: str = "step") -> Pending:

@@ -100,16 +100,27 @@ def _publish_accounting(config: Config) -> None:
                 database.close()
 
     folder, limit = journal.export_folder(config), config.limits["caja_timeout_s"]
-    try:
-        bounded.call(publish, limit, f"publishing the accounting files in {folder}", stop=stopping.requested)
-    except bounded.Stopped:
-        return
-    except (OSError, bounded.TimedOut) as exc:  # the pass's own work is done; this says why, the next pass tries again
-        why = f"no answer within {limit:g} s (limits.caja_timeout_s)" if isinstance(exc, bounded.TimedOut) else str(exc)
-        synclog.record(synclog.Entry(
-            action="accounting post", outcome="failed", level="error",
-            message=f"cannot publish the accounting file left staged in {folder} ({why}); check that the folder "
-                    f"is reachable, writable and has space; the next pass tries again"))
+    stuck = bounded.blocked(str(folder))
+    if stuck is not None:  # not one more thread blocked beside it
+        since = stuck.started_at.astimezone(config.timezone)
+        why = f"it still has not answered the publish given up on at {since:%H:%M:%S %Z}"
+    else:
+        step = bounded.start(publish, f"publishing the accounting files in {folder}")
+        try:
+            step.wait(limit, stop=stopping.requested)
+            return
+        except bounded.Stopped:
+            bounded.give_up(str(folder), step)
+            return
+        except bounded.TimedOut:
+            bounded.give_up(str(folder), step)
+            why = f"no answer within {limit:g} s (limits.caja_timeout_s)"
+        except OSError as exc:  # the pass's own work is done; this says why, the next pass tries again
+            why = str(exc)
+    synclog.record(synclog.Entry(
+        action="accounting post", outcome="failed", level="error",
+        message=f"cannot publish the accounting file left staged in {folder} ({why}); check that the folder "
+                f"is reachable, writable and has space; the next pass tries again"))
 
 
 def _log(result: PassResult, outcomes: dict[str, list[str]]) -> None:

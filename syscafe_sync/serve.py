@@ -74,6 +74,14 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
     if stopping.requested.is_set():
         result.outcome, result.message = "failed", f"{what} {caja.name} not started: syscafe-sync is stopping; the next pass serves it."
         return
+    stuck = bounded.blocked(caja.root)
+    if stuck is not None:
+        # Not another thread blocked beside it, nor a wait for the lease that step still holds.
+        since = stuck.started_at.astimezone(config.timezone)
+        result.outcome = "unreachable"
+        result.message = (f"{caja.root} still has not answered the {stuck.what} given up on at {since:%H:%M:%S %Z}; "
+                          f"nothing more is started there until it does: check that the caja is on and its folder shared.")
+        return
     lease = CajaLease(lease_name, limits["lease_s"])
     try:
         lease.acquire(limits["lock_wait_s"], stopping.requested)
@@ -99,17 +107,20 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
         if not gate.answered.wait(limits["connect_timeout_s"]) and gate.abandon():
             late = bounded.TimedOut(f"nothing within {limits['connect_timeout_s']:g} s, limits.connect_timeout_s")
             _not_reached(result, caja, storage, late)
+            bounded.give_up(caja.root, step)
             return
         try:
             step.wait(limits["caja_timeout_s"], stop=stopping.requested, on_stop=job.cancel, grace=stopping.GRACE_S)
         except _NotReached as exc:
             _not_reached(result, caja, storage, exc.error)
         except (Cancelled, bounded.Stopped) as exc:
+            bounded.give_up(caja.root, step)  # a step that ended (Cancelled) is not remembered
             result.outcome = "failed"
             result.message = f"{what} {caja.name} stopped: syscafe-sync was asked to stop ({exc or 'at a safe point'}); {cut_note}"
         except bounded.TimedOut:
             job.cancel()  # first, so the work stops instead of taking the dropped connection for bad files
             storage.forget()
+            bounded.give_up(caja.root, step)
             result.outcome = "failed"
             result.message = f"{what} {caja.name} cut off after {limits['caja_timeout_s']:g} s (limits.caja_timeout_s); {cut_note}"
         except Exception as exc:  # one broken caja must not stop the others

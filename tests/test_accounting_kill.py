@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, cli_json, db_rows, run_cli, write_config
 
+from syscafe_sync import bounded, passes
+from syscafe_sync import config as config_mod
 from syscafe_sync.accounting import journal
-from syscafe_sync.db.models import Lease
+from syscafe_sync.db.models import Lease, SyncLog
 from syscafe_sync.lease import CajaLease
 
 # The real program, killed by itself at one instant of writing a journal file: after the staged file is on
@@ -184,5 +187,23 @@ def test_a_pass_whose_export_share_stops_answering_ends_within_its_bound_and_the
     rows = [json.loads(line) for line in run_cli(home, "--json", "log", "--action", "sync", check=0).stdout.splitlines()]
     assert {(r["caja"], r["outcome"]) for r in rows} == {("CAJA1", "ok"), ("CAJA2", "ok")}, "the cajas were served"
     assert in_files(folder) == Counter() and len(staged(folder)) == 1, "nothing published while the share was frozen"
+    # the service, one process for days: while the publish it gave up on stays blocked, a pass starts no other
+    cfg = config_mod.load(home)
+    frozen_mount.freeze()
+    try:
+        passes.run_pass(cfg)
+        passes.run_pass(cfg)
+        publishing = [t for t in threading.enumerate() if t.name.startswith("bounded:publishing the accounting files")]
+        assert len(publishing) == 1, "no thread more blocked on the frozen share"
+    finally:
+        frozen_mount.thaw()
+    failed = [r.message for r in SyncLog.select().where((SyncLog.action == "accounting post") & (SyncLog.level == "error"))
+              .order_by(SyncLog.id.desc()).limit(2)]
+    assert "(no answer within 2 s (limits.caja_timeout_s))" in failed[1]
+    assert f"cannot publish the accounting file left staged in {folder} (it still has not answered the publish given up on at " in failed[0]
+    deadline = time.monotonic() + 10
+    while bounded.blocked(str(folder)) is not None:
+        assert time.monotonic() < deadline, "the blocked publish did not return once the share answered"
+        time.sleep(0.05)
     run_cli(home, "sync", check=0)
     assert in_files(folder) == Counter(KEYS) and staged(folder) == []

@@ -6,11 +6,13 @@ report the frozen one within its bound, and take it up again once it answers."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from conftest import DAY, CajaFolder, default_codes, run_cli, write_config
 
-from syscafe_sync import catalogs, registry
+from syscafe_sync import bounded, catalogs, importer, loyalty, registry
+from syscafe_sync import config as config_mod
 from syscafe_sync.caja.catalog import read_catalog
 
 LIMITS = {"connect_timeout_s": 1.0, "caja_timeout_s": 3.0}
@@ -116,3 +118,34 @@ def test_a_push_cut_off_when_the_mounted_share_stops_answering_mid_write_leaves_
     now = read_catalog(mounted.root, "products")
     assert (now.version, now.canonical(), now.sha256) == (cat.version, records, cat.sha256)
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")], "what the cut-off push left is cleaned up"
+
+
+def test_while_a_call_stays_blocked_on_a_frozen_mount_no_other_is_started_there(home, tmp_path, frozen_mount):
+    """In the service, one process for days: a call the kernel holds on a frozen mount cannot be woken, so
+    each later pass (and each action of a pass) reports the caja at once instead of blocking one more
+    thread there and waiting for the lease that call still holds; once the share answers, the call
+    returns and the caja is served again."""
+    mounted, local = two_cajas(home, tmp_path, frozen_mount)
+    mounted.add_many(1, 3)
+    cfg = config_mod.load(home)  # with LIMITS
+    frozen_mount.freeze()
+    try:
+        first = {r.caja: r for r in importer.import_day(cfg, [], DAY, "skip").results}
+        assert first["CAJA1"].outcome == "unreachable" and "did not answer" in first["CAJA1"].message
+        for _ in range(3):
+            again = {r.caja: r for r in importer.import_day(cfg, [], DAY, "skip").results}
+            assert again["CAJA1"].outcome == "unreachable"
+            assert again["CAJA1"].message.startswith(f"{mounted.url} still has not answered the import of CAJA1 given up on at ")
+            assert again["CAJA2"].outcome == "ok"
+        loyalty_result = {r.caja: r for r in loyalty.sync(cfg, []).results}
+        assert "still has not answered the import of CAJA1" in loyalty_result["CAJA1"].message, "another action, the same root"
+        on_caja1 = [t.name for t in threading.enumerate() if t.name.startswith("bounded:") and t.name.endswith(" CAJA1")]
+        assert on_caja1 == ["bounded:import of CAJA1"], "no thread more blocked on the frozen mount"
+    finally:
+        frozen_mount.thaw()
+    deadline = time.monotonic() + 10
+    while bounded.blocked(mounted.url) is not None:
+        assert time.monotonic() < deadline, "the blocked call did not return once the share answered"
+        time.sleep(0.05)
+    served = {r.caja: r for r in importer.import_day(cfg, [], DAY, "skip").results}
+    assert (served["CAJA1"].outcome, served["CAJA1"].imported) == ("ok", 3)
