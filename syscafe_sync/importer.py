@@ -121,8 +121,10 @@ def import_caja(config, caja, day: dt.date, mode: str, progress: Progress | None
             lambda storage, lease: _CajaImport(config, caja, storage, day, mode, result, lease, progress, now or utcnow()),
         )
     if result.outcome == "ok":
-        # A past day with no folder has nothing left to wait for; today's may still appear.
-        closed = result.closed if result.closed is not None else day < today(config, now)
+        # A past day with no folder has nothing left to wait for; today's may still appear. A day with a
+        # refused file is not done either: the file is tried again at each pass while the day is in
+        # the catch-up window, so a voucher the POS writes again whole is imported without anyone asking.
+        closed = (result.closed if result.closed is not None else day < today(config, now)) and not result.refused
         catchup.mark(caja.name, day, closed)
         if result.imported or result.updated:
             audit.log_gaps(caja.name, day)
@@ -158,6 +160,16 @@ def _finish(result: CajaResult, mode: str, started: float) -> CajaResult:
                       refused=result.refused, duration_s=result.duration_s, message=result.message)
     )
     return result
+
+
+def shown(path: str) -> str:
+    """A name as logs and the database can hold it: the bytes of a name that is not UTF-8 (os.listdir
+    gives them as lone surrogates) written as \\xNN escapes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(slots=True)
@@ -249,7 +261,7 @@ class _CajaImport(CajaJob):
             entries = [by_name[name] for name in left]
             if open_refusals:
                 self.resolved += [p for p in open_refusals if p[start - 1:] in imported]
-        todo = self._classify(sorted(entries, key=attrgetter("name")))
+        todo = self._one_file_a_voucher(self._classify(sorted(entries, key=attrgetter("name"))))
         total = skipped + len(todo)
         # Raw cursors: peewee's row objects cost more than the rest of a re-run.
         if not todo:
@@ -300,14 +312,30 @@ class _CajaImport(CajaJob):
             todo.append((e, key))
         return todo
 
+    def _one_file_a_voucher(self, todo: list[tuple[Entry, tuple[str, int] | None]]) -> list[tuple[Entry, tuple[str, int] | None]]:
+        """Two names of one voucher in the folder (FV1-7.json and FV1-000007.json, two zero-paddings):
+        the first by name is read, the other refused, instead of both being written as one voucher."""
+        first: dict[tuple[str, int], str] = {}
+        kept = []
+        for e, key in todo:
+            if key is not None and key in first:
+                self._refuse(f"{self.folder}/{e.name}", f"it is {key[0]}-{key[1]} again, under another zero-padding "
+                             f"than {first[key]}, which is the one imported; remove this copy")
+                continue
+            if key is not None:
+                first[key] = e.name
+            kept.append((e, key))
+        return kept
+
     def _notice(self, path: str, kind: str) -> None:
         """Logs a name we do not recognise, once ever, not on every pass."""
+        path = shown(path)
         inserted = Notice.insert(caja=self.caja.name, path=path, kind=kind, at=utcnow()).on_conflict_ignore().as_rowcount().execute()
         if inserted:
             synclog.logger().info(f"{path} ignored: {kind}", caja=self.caja.name, action="import")
 
     def _refuse(self, path: str, reason: str, sha: str | None = None) -> None:
-        self.refused.append((path, reason, sha))
+        self.refused.append((shown(path), reason, sha))
 
     def _too_big(self) -> str:
         return f"it is over the limit of {self.limit} bytes (limits.max_file_bytes)"
@@ -328,6 +356,8 @@ class _CajaImport(CajaJob):
         sha = hashlib.sha256(raw).hexdigest()
         if known and known[1] == sha:
             self.result.skipped += 1
+            if path in self.open_refusals:  # refused when spoilt, now back to what was imported
+                self.resolved.append(path)
             return
         try:
             parsed = parse(raw)

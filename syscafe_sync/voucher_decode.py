@@ -151,6 +151,7 @@ class _Voucher(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(_Voucher)
+_INT64, _INT32, _YEARS = reference.INT64, reference.INT32, reference.YEARS
 _Decimal = decimal.Decimal
 
 
@@ -162,7 +163,7 @@ def _dec(text: str) -> decimal.Decimal:
     d = _Decimal(text)  # InvalidOperation goes to the reference, which words it
     # "NaN", "Infinity": Decimal takes them, the reference refuses them. Another spelling than
     # Decimal's own (" 5", "1e3", "1_0") is the reference's too: Decoded.of stores it as Decimal writes it.
-    if not d.is_finite() or str(d) != text:
+    if not d.is_finite() or str(d) != text or not reference.in_range(d):
         raise _Defer()
     return d
 
@@ -193,7 +194,7 @@ def parse(raw: bytes) -> Decoded:
     """What `caja.voucher.parse(raw)` keeps, as a Decoded voucher, or its Refused."""
     try:
         return _fast(raw)
-    except (_Defer, msgspec.MsgspecError, ValueError, decimal.InvalidOperation):
+    except (_Defer, msgspec.MsgspecError, ValueError, decimal.InvalidOperation, RecursionError):
         return Decoded.of(reference.parse(raw))
 
 
@@ -204,7 +205,7 @@ def _fast(raw: bytes) -> Decoded:
             or v.status not in reference.STATUSES or lines is None or totals is None or totals.total is None):
         raise _Defer()
     issued = dt.datetime.fromisoformat(v.issued_at)
-    if issued.tzinfo is None:
+    if issued.tzinfo is None or not _YEARS[0] <= issued.year <= _YEARS[1] or not _INT64[0] <= v.number <= _INT64[1]:
         raise _Defer()
     c = v.customer
     if c is None:
@@ -215,6 +216,8 @@ def _fast(raw: bytes) -> Decoded:
         customer_id, id_type, name = c.id, c.id_type, c.name
     loy, money = v.loyalty, _MONEY
     l_customer, earned, redeemed = (loy.customer, loy.earned, loy.redeemed) if loy else (None, None, None)
+    if (earned is not None and not _INT32[0] <= earned <= _INT32[1]) or (redeemed is not None and not _INT32[0] <= redeemed <= _INT32[1]):
+        raise _Defer()
     base, tax, tip, total = totals.base, totals.tax, totals.tip, totals.total
     header = {
         "caja": v.caja, "code": v.code, "number": v.number, "kind": v.kind, "prefix": v.prefix, "cude": v.cude,

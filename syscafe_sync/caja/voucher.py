@@ -10,6 +10,17 @@ from dataclasses import dataclass, field
 STATUSES = ("active", "voided")
 CONSUMIDOR_FINAL = {"id": "222222222222", "name": "Consumidor Final"}
 
+# Bounds a database column holds (BIGINT for the number, INTEGER for the points), so that one odd
+# voucher is refused with its reason instead of failing the batch it is written in.
+INT64 = (-(2**63), 2**63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+# Amounts: below 10^18 and to at most 12 decimals, far past any sale; "1E+999999" would make the
+# findings' arithmetic overflow.
+MAX_ADJUSTED = 17
+MIN_EXPONENT = -12
+# Years a timestamp may have: any offset then converts to UTC and to the company's zone.
+YEARS = (2, 9998)
+
 
 class Refused(Exception):
     """The voucher cannot be imported; the message says why, naming the field."""
@@ -36,7 +47,13 @@ def _dec(value, where: str, required: bool = False) -> decimal.Decimal | None:
         raise Refused(f"{where} = {json.dumps(value)} is not a decimal number") from None
     if not d.is_finite():
         raise Refused(f"{where} = {json.dumps(value)} is not a finite decimal number")
+    if not in_range(d):
+        raise Refused(f"{where} = {json.dumps(value)} is out of range for an amount (below 10^18, at most 12 decimals)")
     return d
+
+
+def in_range(d: decimal.Decimal) -> bool:
+    return (d.is_zero() or d.adjusted() <= MAX_ADJUSTED) and d.as_tuple().exponent >= MIN_EXPONENT
 
 
 def _str(obj: dict, key: str, where: str, required: bool = False) -> str | None:
@@ -47,10 +64,16 @@ def _str(obj: dict, key: str, where: str, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         raise Refused(f"{where}{key} must be a string, not {json.dumps(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON's \ud83d on its own: half of a character cut in two, not text any database stores.
+        raise Refused(f"{where}{key} holds half of a character (\\u{ord(value[exc.start]):04x} without its pair); "
+                      f"the point of sale cut a character in two") from None
     return value
 
 
-def _int(obj: dict, key: str, where: str, required: bool = False) -> int | None:
+def _int(obj: dict, key: str, where: str, required: bool = False, bounds: tuple[int, int] = INT64) -> int | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -58,6 +81,8 @@ def _int(obj: dict, key: str, where: str, required: bool = False) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise Refused(f"{where}{key} must be a whole number, not {json.dumps(value)}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise Refused(f"{where}{key} = {value} is out of range (from {bounds[0]} to {bounds[1]})")
     return value
 
 
@@ -80,6 +105,8 @@ def parse_timestamp(text: str, where: str) -> dt.datetime:
         raise Refused(f"{where} = {json.dumps(text)} is not an ISO 8601 timestamp") from None
     if t.tzinfo is None:
         raise Refused(f"{where} = {json.dumps(text)} has no UTC offset (write it like 2026-11-22T14:42:10-05:00)")
+    if not YEARS[0] <= t.year <= YEARS[1]:
+        raise Refused(f"{where} = {json.dumps(text)} is not a date a sale can have (year {t.year})")
     return t
 
 
@@ -91,6 +118,10 @@ def parse(raw: bytes) -> ParsedVoucher:
         raise Refused(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise Refused(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise Refused(f"not a voucher: {exc}") from None
+    except RecursionError:
+        raise Refused("not a voucher: its JSON is nested thousands of levels deep") from None
     doc = _obj(doc, "the document")
     fmt = _int(doc, "format", "", required=True)
     if fmt != 1:
@@ -131,8 +162,8 @@ def parse(raw: bytes) -> ParsedVoucher:
         "tip": _dec(totals.get("tip"), "totals.tip"),
         "total": _dec(totals.get("total"), "totals.total", required=True),
         "loyalty_customer": _str(loyalty, "customer", "loyalty."),
-        "loyalty_earned": _int(loyalty, "earned", "loyalty."),
-        "loyalty_redeemed": _int(loyalty, "redeemed", "loyalty."),
+        "loyalty_earned": _int(loyalty, "earned", "loyalty.", bounds=INT32),
+        "loyalty_redeemed": _int(loyalty, "redeemed", "loyalty.", bounds=INT32),
     }
     parsed = ParsedVoucher(header=header)
     for i, line in enumerate(_list(doc["lines"], "lines")):
