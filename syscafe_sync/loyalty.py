@@ -10,7 +10,10 @@ at any instant leaves either all of a file's new entries or none.
 
 A last line with no newline is still being written: it waits for the next
 pass. A bad line is refused with its file and line number, logged, and the
-rest is read.
+rest is read; so is a line longer than a chunk, which is skipped to its end.
+Lines end at "\n" only: a bare "\r" is whitespace inside a JSON line. A link
+that leads outside the caja root is refused by name, a link inside it is read,
+and a name that is not `<YYYY-MM-DD>.jsonl` is logged once and left alone.
 """
 
 from __future__ import annotations
@@ -22,15 +25,15 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from peewee import fn
+from peewee import BigIntegerField, Expression, fn
 
 from . import catalogs, registry, synclog
 from .caja import layout
 from .caja.voucher import Refused, parse_timestamp
 from .config import Config
 from .db import write_transaction
-from .db.models import LedgerCursor, LoyaltyEntry, Voucher, utcnow
-from .errors import UsageError
+from .db.models import LedgerCursor, LoyaltyEntry, Notice, Voucher, utcnow
+from .errors import OutsideRoot, UsageError
 from .serve import CajaJob, serve_caja
 from .storage import Storage
 
@@ -41,6 +44,13 @@ BATCH = 5000  # entries per insert statement
 CATALOG = "loyalty_balances"
 _LEDGER_NAME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\.jsonl$")
 _VOUCHER_REF = re.compile(r"^(?P<code>[A-Za-z0-9_]+)-(?P<number>[0-9]+)$")
+OUTSIDE = "it is a link that leads outside the caja root; the point of sale must write the ledger itself in loyalty/"
+
+
+def column_bounds(column) -> tuple[int, int]:
+    """The whole numbers a column holds: a BIGINT's, or an INTEGER's (int4 on PostgreSQL)."""
+    bits = 64 if isinstance(column, BigIntegerField) else 32
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 @dataclass
@@ -53,6 +63,7 @@ class LedgerResult:
     refused: int = 0
     refusals: list[dict] = field(default_factory=list)
     reread: list[str] = field(default_factory=list)  # files read again from the start, and why
+    refused_before: set[str] = field(default_factory=set)  # files refused as at an earlier pass: logged then
     duration_s: float = 0.0
 
     def as_dict(self) -> dict:
@@ -85,6 +96,11 @@ def check_entry(doc, where: str) -> dict:
         value = doc.get(name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise Refused(f"{where}: {name} must be a whole number, not {json.dumps(value)}")
+        low, high = column_bounds(getattr(LoyaltyEntry, name))
+        if not low <= value <= high:
+            # Refused here, as this one line: at the insert it would fail the whole chunk, every pass.
+            raise Refused(f"{where}: {name} = {value} is out of range (from {low} to {high}); "
+                          f"the point of sale must write a smaller number")
         row[name] = value
     customer = doc.get("customer")
     if not isinstance(customer, str) or not customer:
@@ -101,9 +117,21 @@ def check_entry(doc, where: str) -> dict:
             raise Refused(f"{where}: at must be an ISO 8601 timestamp")
         parse_timestamp(at, f"{where}: at")
     m = _VOUCHER_REF.match(voucher) if voucher else None
+    number = _voucher_number(m.group("number"), voucher, where) if m else None
     row.update(customer=customer, kind=kind, voucher=voucher, at=at,
-               voucher_code=m.group("code") if m else None, voucher_number=int(m.group("number")) if m else None)
+               voucher_code=m.group("code") if m else None, voucher_number=number)
     return row
+
+
+def _voucher_number(digits: str, voucher: str, where: str) -> int:
+    high = column_bounds(LoyaltyEntry.voucher_number)[1]
+    # Measured before int(): a number of thousands of digits is past what int() converts.
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(high)) or int(digits) > high:
+        shown = voucher if len(voucher) <= 40 else voucher[:40] + "…"
+        raise Refused(f"{where}: voucher = {json.dumps(shown)} has a number out of range (at most {high}); "
+                      f"the point of sale must write the voucher's own code and number")
+    return int(digits)
 
 
 def sync(config: Config, names: list[str] | tuple[str, ...] = (), now: dt.datetime | None = None) -> SyncResult:
@@ -127,10 +155,16 @@ def sync_caja(config: Config, caja) -> LedgerResult:
                lambda storage, lease: _LedgerJob(config, caja, storage, result, lease))
     result.duration_s = time.monotonic() - started
     if result.outcome == "ok" and not result.message:
-        result.message = f"{result.entries} entries counted" + (f", {result.refused} lines refused" if result.refused else "")
+        files = sum(1 for r in result.refusals if r["line"] is None)
+        lines = result.refused - files
+        result.message = (f"{result.entries} entries counted" + (f", {lines} lines refused" if lines else "")
+                          + (f", {files} files refused" if files else ""))
     for r in result.refusals:
+        if r["line"] is None and r["path"] in result.refused_before:
+            continue
+        where = r["path"] if r["line"] is None else f"{r['path']} line {r['line']}"
         synclog.record(synclog.Entry(action="loyalty sync", outcome="refused", caja=caja.name, level="warning", refused=1,
-                                     message=f"{r['path']} line {r['line']} refused: {r['reason']}", details=r))
+                                     message=f"{where} refused: {r['reason']}", details=r))
     for why in result.reread:
         synclog.record(synclog.Entry(action="loyalty sync", outcome="ok", caja=caja.name, level="warning", message=why))
     level = "info" if result.outcome == "ok" and not result.refused else ("warning" if result.outcome in ("ok", "busy") else "error")
@@ -153,43 +187,105 @@ class _LedgerJob(CajaJob):
             return
         for e in sorted(entries, key=lambda e: e.name):
             if self.stop.is_set():
-                return
-            if e.is_dir or layout.is_ignored(e.name) or not _LEDGER_NAME.match(e.name):
+                break
+            if layout.is_ignored(e.name):
                 continue
-            self._file(f"{layout.LOYALTY}/{e.name}")
+            path = f"{layout.LOYALTY}/{e.name}"
+            if e.outside:
+                self._refuse_link(path)
+            elif e.is_dir or not _LEDGER_NAME.match(e.name):
+                self._notice(path, "unknown name")
+            else:
+                self._file(path)
+        self.result.refused = len(self.result.refusals)
+
+    def _first_time(self, path: str, kind: str) -> bool:
+        """True at the first pass that finds `path` so: what is logged once ever, not on every pass."""
+        return bool(Notice.insert(caja=self.caja.name, path=path, kind=kind, at=utcnow()).on_conflict_ignore().as_rowcount().execute())
+
+    def _notice(self, path: str, kind: str) -> None:
+        if self._first_time(path, kind):
+            synclog.logger().info(f"{path} ignored: {kind}", caja=self.caja.name, action="loyalty sync")
+
+    def _refuse_link(self, path: str) -> None:
+        """Counted as refused on every pass, as long as it is there; its warning is logged the first time."""
+        self.result.refusals.append({"path": path, "line": None, "reason": OUTSIDE})
+        if not self._first_time(path, "link outside the caja root"):
+            self.result.refused_before.add(path)
 
     def _file(self, path: str) -> None:
         cursor = LedgerCursor.get_or_none((LedgerCursor.caja == self.caja.name) & (LedgerCursor.path == path))
         offset, lines, tail_len = (cursor.offset, cursor.lines, cursor.tail_len) if cursor else (0, 0, 0)
-        size = self.storage.size(path)
-        if size is None:
-            return
-        if size < offset:
-            self.result.reread.append(f"{path} is shorter than what was read before ({size} < {offset} bytes): read again from the start")
-            offset = lines = tail_len = 0
+        try:
+            self._read_file(path, cursor, offset, lines, tail_len)
+        except FileNotFoundError:
+            return  # removed since the listing
+        except OutsideRoot:
+            self._refuse_link(path)  # replaced by such a link since the listing
+
+    def _read_file(self, path: str, cursor, offset: int, lines: int, tail_len: int) -> None:
+        # No size(): it refuses every link, where a link inside the root is read like the importer reads
+        # one. The first read tells the same: fewer bytes than the remembered tail means a shorter file.
         chunk = self.storage.read_range(path, offset - tail_len, tail_len + CHUNK)
-        if tail_len and hashlib.sha256(chunk[:tail_len]).hexdigest() != cursor.tail_sha:
+        reset = False
+        if len(chunk) < tail_len:
+            size = offset - tail_len + len(chunk)
+            self.result.reread.append(f"{path} is shorter than what was read before ({size} < {offset} bytes): read again from the start")
+            reset = True
+        elif tail_len and hashlib.sha256(chunk[:tail_len]).hexdigest() != cursor.tail_sha:
             self.result.reread.append(f"{path} was rewritten (its bytes before offset {offset} changed): read again from the start")
+            reset = True
+        if reset:
             offset = lines = tail_len = 0
             chunk = self.storage.read_range(path, 0, CHUNK)
-        while True:
-            if self.stop.is_set():
-                return
-            offset, lines, complete = self._chunk(path, chunk, tail_len, offset, lines, first=cursor is None)
-            cursor = True
-            if not complete or offset >= size:
-                return
+        # A cursor moved back is saved even with no complete line to count, so the cut is told once.
+        save = cursor is None or reset
+        while not self.stop.is_set():
+            at_end = len(chunk) < tail_len + CHUNK
+            if not at_end and b"\n" not in chunk[tail_len:]:
+                skipped = self._skip_long_line(path, offset, lines)
+                if skipped is None:
+                    return
+                offset, lines = skipped
+            else:
+                offset, lines, complete = self._chunk(path, chunk, tail_len, offset, lines, save)
+                if not complete or at_end:
+                    return
+            save = False
             tail_len = min(TAIL, offset)
             chunk = self.storage.read_range(path, offset - tail_len, tail_len + CHUNK)
 
-    def _chunk(self, path: str, chunk: bytes, tail_len: int, offset: int, lines: int, first: bool) -> tuple[int, int, bytes]:
+    def _skip_long_line(self, path: str, offset: int, lines: int) -> tuple[int, int] | None:
+        """The line at `offset` fills a whole chunk: refused, and its end looked for a chunk at a time, so
+        memory stays flat and the lines after it are read. None while its end is not written yet."""
+        at = offset + CHUNK
+        while True:
+            if self.stop.is_set():
+                return None
+            piece = self.storage.read_range(path, at, CHUNK)
+            newline = piece.find(b"\n")
+            if newline >= 0:
+                break
+            if len(piece) < CHUNK:
+                return None
+            at += CHUNK
+        end, n = at + newline + 1, lines + 1
+        self.result.refusals.append({"path": path, "line": n, "reason": (
+            f"line {n} is {end - offset} bytes long, over the {CHUNK} bytes a ledger line may hold; "
+            f"the point of sale must write one movement per line")})
+        tail_len = min(TAIL, end)
+        self._commit(path, [], end, n, self.storage.read_range(path, end - tail_len, tail_len))
+        return end, n
+
+    def _chunk(self, path: str, chunk: bytes, tail_len: int, offset: int, lines: int, save: bool) -> tuple[int, int, bytes]:
         """Counts the complete lines of one chunk and moves the cursor past them, in one transaction."""
         new = chunk[tail_len:]
         complete = new[: new.rfind(b"\n") + 1]  # a last line with no newline is still being written
-        if not complete and not first:
+        if not complete and not save:
             return offset, lines, complete
         rows = []
-        for n, raw in enumerate(complete.splitlines(), lines + 1):
+        # Split at "\n" only: splitlines() also breaks at a bare "\r", which JSON allows as whitespace.
+        for n, raw in enumerate(complete.split(b"\n")[:-1], lines + 1):
             if not raw.strip():
                 continue
             try:
@@ -228,10 +324,18 @@ class _LedgerJob(CajaJob):
 
 # --- balances, findings, the catalog -----------------------------------------------------------
 
+_HALF = 2**32
+
+
 def balances() -> list[dict]:
-    rows = (LoyaltyEntry.select(LoyaltyEntry.customer, fn.SUM(LoyaltyEntry.points).alias("points"))
+    # Summed in two halves, put together here: every entry fits a BIGINT, but SQLite's SUM fails the
+    # whole pass ("integer overflow") once a customer's total does not. Integer division truncates
+    # toward zero on both databases; no % (peewee's % is LIKE, and psycopg's placeholder).
+    high = Expression(LoyaltyEntry.points, "/", _HALF)
+    low = LoyaltyEntry.points - high * _HALF
+    rows = (LoyaltyEntry.select(LoyaltyEntry.customer, fn.SUM(high), fn.SUM(low))
             .group_by(LoyaltyEntry.customer).order_by(LoyaltyEntry.customer).tuples())
-    return [{"customer": c, "points": int(p)} for c, p in rows]
+    return [{"customer": c, "points": int(h) * _HALF + int(lo)} for c, h, lo in rows]
 
 
 def customer(customer_id: str) -> dict:

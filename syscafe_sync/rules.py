@@ -48,6 +48,7 @@ What was decided, where SPEC leaves room:
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import json
@@ -248,6 +249,12 @@ def check_rule(raw: bytes, stem: str) -> tuple[dict, str, object]:
     if not isinstance(doc["updated_at"], str):
         raise Refused(f"updated_at = {json.dumps(doc['updated_at'])} is not a timestamp string")
     updated = parse_timestamp(doc["updated_at"], "updated_at")
+    try:
+        # Converted here, where it refuses this file: at the insert, or in a comparison, it would fail the caja's pass.
+        updated = updated.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise Refused(f"updated_at = {json.dumps(doc['updated_at'])} has no UTC instant (its offset takes it past year 1 "
+                      f"or 9999); write the time the rule changed, like 2026-11-20T10:00:00-05:00") from None
     if doc.get("name") is not None and not isinstance(doc["name"], str):
         raise Refused(f"name = {json.dumps(doc['name'], ensure_ascii=False)} is not a string")
     if doc.get("active") is not None and not isinstance(doc["active"], bool):

@@ -13,7 +13,7 @@ from conftest import DAY, cli_json, db_rows, run_cli
 
 from syscafe_sync import importer, loyalty, push, registry
 from syscafe_sync.caja.catalog import read_catalog
-from syscafe_sync.db.models import LoyaltyEntry
+from syscafe_sync.db.models import LoyaltyEntry, Notice, SyncLog
 
 pytestmark = pytest.mark.both_roots  # each test on local folders and on smb:// roots (conftest.py)
 
@@ -177,3 +177,114 @@ def test_sigkill_mid_sync_then_the_exact_result(home, caja, tmp_path):
     assert kills >= 1
     assert state(home) == state(reference) and len(state(home)) == 100000
     assert cli_json(home, "loyalty", "show") == cli_json(reference, "loyalty", "show")
+
+
+def test_a_number_past_its_column_is_refused_as_that_line_and_the_rest_counted(cfg, caja):
+    top = 2**63 - 1  # a BIGINT's, what seq, points and the voucher's number are stored in on both databases
+    path = ledger(caja)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(ledger_line(entry(1)) + ledger_line(entry(top + 1)) + ledger_line(entry(3, points=-top - 2))
+                     + ledger_line(entry(4, voucher="FV1-" + "9" * 20)) + ledger_line(entry(top, points=-top)))
+    ledger(caja, "2026-11-23").write_bytes(ledger_line(entry(6)))
+    r = sync(cfg)
+    assert (r.outcome, r.entries, r.refused) == ("ok", 3, 3)
+    assert [f["line"] for f in r.refusals] == [2, 3, 4]
+    assert f"seq = {top + 1} is out of range (from {-top - 1} to {top})" in r.refusals[0]["reason"]
+    assert f"points = {-top - 2} is out of range" in r.refusals[1]["reason"]
+    assert f"has a number out of range (at most {top})" in r.refusals[2]["reason"]
+    assert sorted(e.seq for e in LoyaltyEntry.select()) == [1, 6, top]
+    assert sync(cfg).refused == 0, "refused once: the cursor moved past the lines"
+
+
+@pytest.mark.local_only("Samba hides a link that leads outside its share (wide links = no): an smb:// listing never "
+                        "shows it")
+def test_a_link_leading_outside_the_root_is_refused_by_name_logged_once_and_the_rest_read(cfg, caja, tmp_path):
+    outside = tmp_path / "outside.jsonl"
+    outside.write_bytes(ledger_line(entry(99)))
+    ledger(caja).parent.mkdir(parents=True)
+    ledger(caja, "2026-11-21").symlink_to(outside)
+    ledger(caja).write_bytes(ledger_line(entry(1)))
+    for n in range(2):
+        r = sync(cfg)
+        assert (r.outcome, r.refused) == ("ok", 1)
+        assert r.refusals == [{"path": "loyalty/2026-11-21.jsonl", "line": None, "reason": loyalty.OUTSIDE}]
+        assert "1 files refused" in r.message
+    assert [e.seq for e in LoyaltyEntry.select()] == [1]
+    warned = SyncLog.select().where((SyncLog.action == "loyalty sync") & (SyncLog.outcome == "refused"))
+    assert [w.message for w in warned] == [f"loyalty/2026-11-21.jsonl refused: {loyalty.OUTSIDE}"]
+
+
+def test_a_link_inside_the_root_is_read(cfg, caja):
+    caja.raw("kept/other.jsonl", ledger_line(entry(50)))
+    ledger(caja).parent.mkdir(parents=True)
+    ledger(caja).symlink_to(caja.root / "kept" / "other.jsonl")
+    r = sync(cfg)
+    assert (r.outcome, r.entries, r.refused) == ("ok", 1, 0)
+
+
+def test_a_line_longer_than_a_chunk_is_refused_and_the_lines_after_it_read(cfg, caja):
+    path = ledger(caja)
+    path.parent.mkdir(parents=True)
+    long = ledger_line({**entry(2), "note": "x" * (loyalty.CHUNK + loyalty.CHUNK // 2)})
+    path.write_bytes(ledger_line(entry(1)) + long[:-1])
+    for _ in range(2):
+        r = sync(cfg)
+        assert (r.refused, LoyaltyEntry.select().count()) == (0, 1), "its end is not written yet: it waits"
+    with path.open("ab") as f:
+        f.write(b"\n" + ledger_line(entry(3)) + ledger_line(entry(4)))
+    r = sync(cfg)
+    assert (r.outcome, r.entries, r.refused) == ("ok", 2, 1)
+    [refusal] = r.refusals
+    assert refusal["line"] == 2 and f"line 2 is {len(long)} bytes long, over the {loyalty.CHUNK}" in refusal["reason"]
+    caja.writer.append_loyalty(DAY, [entry(5)])
+    r = sync(cfg)
+    assert (r.entries, r.refused, r.reread) == (1, 0, [])
+    assert sorted(e.seq for e in LoyaltyEntry.select()) == [1, 3, 4, 5]
+    assert LoyaltyEntry.get(LoyaltyEntry.seq == 5).line == 5
+
+
+def test_a_bare_cr_inside_a_line_is_whitespace_not_a_line_end(cfg, caja):
+    path = ledger(caja)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"seq": 1,\r "customer": "C1", "kind": "earn", "points": 10}\n' + ledger_line(entry(2)).replace(b"\n", b"\r\n"))
+    r = sync(cfg)
+    assert (r.entries, r.refused) == (2, 0), r.refusals
+    assert [e.line for e in LoyaltyEntry.select().order_by(LoyaltyEntry.seq)] == [1, 2]
+
+
+def test_names_that_are_not_ledgers_are_left_and_logged_once(cfg, caja):
+    caja.writer.append_loyalty(DAY, [entry(1)])
+    caja.raw("loyalty/ledger-nov.jsonl", ledger_line(entry(2)))
+    caja.raw("loyalty/2026-11-23.json", ledger_line(entry(3)))
+    caja.raw("loyalty/.2026-11-24.jsonl.tmp", ledger_line(entry(4)))
+    (caja.root / "loyalty" / "old").mkdir()
+    for _ in range(2):
+        r = sync(cfg)
+        assert (r.outcome, r.refused) == ("ok", 0)
+    assert [e.seq for e in LoyaltyEntry.select()] == [1]
+    assert sorted((n.path, n.kind) for n in Notice.select().where(Notice.caja == "CAJA1")) == [
+        ("loyalty/2026-11-23.json", "unknown name"), ("loyalty/ledger-nov.jsonl", "unknown name"),
+        ("loyalty/old", "unknown name")]
+
+
+@pytest.mark.parametrize("cut", [b"", b'{"seq": 1, "cust'])
+def test_a_ledger_cut_to_no_complete_line_is_told_once(cfg, caja, cut):
+    caja.writer.append_loyalty(DAY, [entry(1), entry(2)])
+    sync(cfg)
+    ledger(caja).write_bytes(cut)
+    assert "shorter" in sync(cfg).reread[0]
+    assert sync(cfg).reread == []
+    caja.writer.append_loyalty(DAY, [entry(3)])  # the writer drops a torn last line first
+    r = sync(cfg)
+    assert (r.entries, r.refused, r.reread) == (1, 0, [])
+
+
+def test_balances_past_what_a_bigint_holds_are_summed_exactly(cfg, caja):
+    top = 2**63 - 1
+    caja.writer.append_loyalty(DAY, [entry(1, "A", top), entry(2, "A", top), entry(3, "A", -7, kind="redeem"),
+                                     entry(4, "B", -top - 1, kind="adjust"), entry(5, "B", -top - 1, kind="adjust"),
+                                     entry(6, "C", -5, kind="redeem"), entry(7, "C", 3)])
+    result = loyalty.sync(cfg)
+    assert result.results[0].entries == 7
+    assert loyalty.balances() == [{"customer": "A", "points": 2 * top - 7}, {"customer": "B", "points": -2 * top - 2},
+                                  {"customer": "C", "points": -2}]

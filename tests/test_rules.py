@@ -181,6 +181,11 @@ BAD = {
     "updated-missing": ({k: v for k, v in rule(rule_id="updated-missing").items() if k != "updated_at"}, "updated_at is missing"),
     "updated-no-offset": (rule(rule_id="updated-no-offset", updated_at="2026-11-20T10:00:00"), "has no UTC offset"),
     "updated-garbage": (rule(rule_id="updated-garbage", updated_at="yesterday"), "not an ISO 8601 timestamp"),
+    # Read fine, but with the offset applied they fall before year 1 or after 9999: no UTC instant.
+    "updated-before-year-1": (rule(rule_id="updated-before-year-1", updated_at="0001-01-01T00:00:00+05:00"),
+                              'updated_at = "0001-01-01T00:00:00+05:00"'),
+    "updated-after-year-9999": (rule(rule_id="updated-after-year-9999", updated_at="9999-12-31T23:00:00-05:00"),
+                                'updated_at = "9999-12-31T23:00:00-05:00"'),
     "name-number": (rule(rule_id="name-number", name=12), "name = 12 is not a string"),
     "active-text": (rule(rule_id="active-text", active="yes"), "active = \"yes\" is not true or false"),
 }
