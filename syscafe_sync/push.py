@@ -403,10 +403,14 @@ class _CajaPushJob(CajaJob):
         kept = {k: v for k, v in extras.items() if k not in touched}
         journal_records = entry.get("journal_records", 0) + len(changes)
         if journal_records > max(COMPACT_MIN, COMPACT_RATIO * cat.records):
+            upserts = sum(1 for _, _, deleted, _ in changes if not deleted)
+            if self.dry_run:  # what it would change is the changes; the new snapshot only holds them differently
+                outcome = CatalogOutcome(name, "compact", cat.version, upserts, len(changes) - upserts)
+                self._diff_partial(outcome, changes)
+                return outcome, None, kept
             records = {**kept, **(live if live is not None else self.main.live(name))}
             outcome, new_entry = self._write_snapshot(name, cat, "compact", records, taken, shared=not kept)
-            outcome.upserts = sum(1 for _, _, deleted, _ in changes if not deleted)
-            outcome.deletes = sum(1 for _, _, deleted, _ in changes if deleted)
+            outcome.upserts, outcome.deletes = upserts, len(changes) - upserts
             return outcome, new_entry, kept
         lines = []
         upserts = deletes = 0

@@ -159,6 +159,30 @@ def test_dry_run_writes_nothing_and_says_what_would_change(shop):
     assert read_catalog(c1.root, "products").records["P003"]
 
 
+def test_a_dry_run_that_would_compact_the_journal_writes_nothing(shop):
+    """A journal of 51 entries and 50 more changes: past COMPACT_MIN, a partial push would fold it into a
+    new snapshot; its dry run says what would change and leaves the folder and the database as they were."""
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    reload(tmp, dict(prices, P001="1.00"))
+    run(cfg)
+    reload(tmp, {k: "2.00" for k in prices})
+    assert run(cfg)["CAJA1"].catalogs[0].mode == "partial"
+    reload(tmp, {k: "3.00" for k in prices})
+    folder = c1.root / "catalogs"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    state = CajaCatalogs.get(CajaCatalogs.caja == "CAJA1")
+    res = run(cfg, "partial", "CAJA1", dry_run=True)["CAJA1"]
+    [out] = res.catalogs
+    assert (out.mode, out.upserts, out.deletes) == ("compact", 50, 0)
+    assert sorted(out.change) == sorted(prices) and res.bytes_written == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    after = CajaCatalogs.get(CajaCatalogs.caja == "CAJA1")
+    assert (after.manifest_sha, after.pending_sha, after.stale) == (state.manifest_sha, state.pending_sha, state.stale)
+    [real] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert real.mode == "compact" and read_catalog(c1.root, "products").sha256 == main_sha()
+
+
 def test_a_wiped_catalogs_folder_gets_a_total_push(shop):
     cfg, c1, _, _, _ = shop
     run(cfg)

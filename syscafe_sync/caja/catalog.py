@@ -109,38 +109,65 @@ def read_from(read: Callable[[str, int | None], bytes], name: str, manifest: dic
         journal_name = _checked_name(entry["journal"], "journal")
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"{FOLDER}/{MANIFEST}: the entry of {name!r} is incomplete ({exc})") from None
-    try:
-        snapshot = json.loads(read(snapshot_name, None).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CatalogError(f"{FOLDER}/{snapshot_name} is not valid JSON ({exc})") from None
+    if journal_bytes < 0:
+        raise CatalogError(f"{FOLDER}/{MANIFEST}: the entry of {name!r} says journal_bytes {journal_bytes}")
+    expected = entry.get("sha256")
+    if verify and not isinstance(expected, str):
+        raise CatalogError(f"{FOLDER}/{MANIFEST}: the entry of {name!r} has no sha256 to check the catalog against")
+    snapshot = _json(_named(read, snapshot_name, None), snapshot_name)
     records = {}
-    for record in snapshot.get("records", []):
-        records[str(record[key])] = record
-    journal = read(journal_name, journal_bytes) if journal_bytes else b""
+    try:
+        for record in snapshot["records"]:
+            records[str(record[key])] = record
+    except (KeyError, TypeError, IndexError) as exc:
+        raise CatalogError(f"{FOLDER}/{snapshot_name} is not a snapshot of records keyed by {key!r} ({type(exc).__name__}: {exc})") from None
+    journal = _named(read, journal_name, journal_bytes) if journal_bytes else b""
     if len(journal) < journal_bytes:
         raise CatalogError(f"{FOLDER}/{journal_name} holds {len(journal)} bytes, the manifest says {journal_bytes}")
-    for n, line in enumerate(journal.splitlines(), 1):
+    # One JSON object a line, a line ending at \n only (a \r is JSON whitespace).
+    for n, line in enumerate(journal.split(b"\n"), 1):
+        if not line.strip():
+            continue
         try:
-            op = json.loads(line.decode("utf-8"))
+            op = _json(line, f"{journal_name} line {n}")
             if op["op"] == "upsert":
                 records[str(op["record"][key])] = op["record"]
             elif op["op"] == "delete":
                 records.pop(str(op["key"]), None)
             else:
                 raise ValueError(f"unknown op {op['op']!r}")
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise CatalogError(f"{FOLDER}/{journal_name} line {n} cannot be applied ({exc})") from None
     view = CatalogView(name=name, key=key, version=version, records=records)
-    view.sha256 = record_set_sha256(view.canonical())
-    if verify and entry.get("sha256") and view.sha256 != entry["sha256"]:
+    try:
+        view.sha256 = record_set_sha256(view.canonical())
+    except (UnicodeEncodeError, ValueError, TypeError) as exc:  # half a UTF-16 character; a record no JSON holds
+        raise CatalogError(f"catalog {name!r} holds a record that is not text ({exc})") from None
+    if verify and view.sha256 != expected:
         raise CatalogError(f"catalog {name!r} does not match its manifest's sha256: the folder was changed by hand or is damaged")
     return view
+
+
+def _named(read: Callable[[str, int | None], bytes], file_name: str, length: int | None) -> bytes:
+    """A file the manifest names; its being missing is damage, not a caja with no catalogs yet."""
+    try:
+        return read(file_name, length)
+    except FileNotFoundError:
+        raise CatalogError(f"{FOLDER}/{MANIFEST} names {file_name}, which is not there: the folder was changed by hand or is damaged") from None
+
+
+def _json(raw: bytes, what: str):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CatalogError(f"{FOLDER}/{what} is not valid JSON ({exc})") from None
 
 
 def read_catalog(root: str | os.PathLike, name: str, verify: bool = True) -> CatalogView:
     """A caja's catalog `name`, read from its folder `root` exactly as SPEC says.
 
-    Raises FileNotFoundError when the caja has no catalogs yet, CatalogError
-    when the manifest or a file it names cannot be used.
+    Raises FileNotFoundError when the caja has no catalogs yet (no manifest),
+    CatalogError when the manifest or a file it names is missing, damaged or
+    does not add up to the manifest's sha256.
     """
     return read_from(_local_reader(root), name, verify=verify)
