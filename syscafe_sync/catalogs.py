@@ -106,9 +106,43 @@ def _value_problem(field: str, value) -> str | None:
     return f"field {field!r} is {kind} ({json.dumps(value)}); values are strings, write it as a string, e.g. {example}"
 
 
+class _Twice(ValueError):
+    """A JSON object names one field twice: json keeps the last value, silently."""
+
+
+def _no_field_twice(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _Twice(f"field {twice!r} is given twice in one record; keep one")
+    return out
+
+
+def _not_json(exc: Exception) -> str:
+    """Why json could not read a record that is not plain invalid JSON."""
+    if isinstance(exc, RecursionError):
+        return "it is nested thousands of levels deep"
+    if isinstance(exc, _Twice):
+        return str(exc)
+    return "it holds a number thousands of digits long; values are strings"  # past what int() converts
+
+
+def _text_problem(field: str, text) -> str | None:
+    """Half of a UTF-16 character (JSON's \\ud83d alone) is no text: no file or database holds it."""
+    if not isinstance(text, str):
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"field {field.encode('utf-8', 'backslashreplace').decode()!r} holds half of a character "
+                f"(\\u{ord(text[exc.start]):04x} without its pair); save the file again from its source")
+    return None
+
+
 def _read_json(text: str) -> list[_Row]:
     """A JSON array of objects, element by element, so a bad element is named with its line."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=_no_field_twice)
     ws = re.compile(r"\s*")
     rows: list[_Row] = []
 
@@ -134,6 +168,8 @@ def _read_json(text: str) -> list[_Row]:
                 value, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
                 raise _Bad(f"line {exc.lineno} column {exc.colno} is not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:
+                raise _Bad(f"record {len(rows) + 1} (line {line_at(pos)}) cannot be read: {_not_json(exc)}") from None
             lines_before += text.count("\n", counted_to, pos)
             counted_to = pos
             where = f"record {len(rows) + 1} (line {lines_before})"
@@ -155,13 +191,16 @@ def _read_json(text: str) -> list[_Row]:
 
 def _read_jsonl(text: str) -> list[_Row]:
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only: splitlines() also breaks at U+2028 or U+0085, which a JSON string may hold as they are.
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_no_field_twice)
         except json.JSONDecodeError as exc:
             raise _Bad(f"line {n} is not valid JSON ({exc.msg}, column {exc.colno}); JSONL is one JSON object per line") from None
+        except (ValueError, RecursionError) as exc:
+            raise _Bad(f"line {n} cannot be read: {_not_json(exc)}") from None
         if not isinstance(value, dict):
             raise _Bad(f"line {n} is not a JSON object ({{\"field\": \"value\", …}}); JSONL is one JSON object per line")
         rows.append(_Row(f"line {n}", value))
@@ -221,7 +260,7 @@ def _parse(path: Path, key: str) -> dict[str, str]:
         for field, value in rec.items():
             if not field.strip():
                 raise _Bad(f"{row.where}: a field has an empty name")
-            problem = _value_problem(field, value)
+            problem = _value_problem(field, value) or _text_problem(field, field) or _text_problem(field, value)
             if problem:
                 raise _Bad(f"{row.where}: {problem}")
         value = rec.get(key)
@@ -230,6 +269,8 @@ def _parse(path: Path, key: str) -> dict[str, str]:
             raise _Bad(f"{row.where}: field {key!r} (the key) {state}; every record needs one")
         if value != value.strip():
             raise _Bad(f"{row.where}: field {key!r} (the key) is {value!r}, with spaces around it; remove them")
+        if "\0" in value:  # PostgreSQL's text holds no NUL, and no POS types one
+            raise _Bad(f"{row.where}: field {key!r} (the key) is {value!r}, which holds a NUL character; remove it")
         if value in seen:
             raise _Bad(f"{row.where}: field {key!r} (the key) is {value!r}, already used at {seen[value]}; keys must be unique")
         seen[value] = row.where.split(" (the header")[0]

@@ -48,8 +48,8 @@ def summaries(caja: str, day: dt.date) -> dict[str, CodeSummary] | None:
         doc = json.loads(row.document)
     except json.JSONDecodeError as exc:
         raise Unusable(f"closing.json is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except ValueError as exc:  # an integer of thousands of digits
-        raise Unusable(f"closing.json cannot be read ({exc})") from None
+    except ValueError:  # past what int() converts
+        raise Unusable("closing.json cannot be read (it holds a number thousands of digits long)") from None
     except RecursionError:
         raise Unusable("closing.json cannot be read (its JSON is nested thousands of levels deep)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("codes"), dict):

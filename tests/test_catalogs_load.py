@@ -244,6 +244,20 @@ BAD = {
     "bad catalog name": ("p.csv", "code\nA\n", "Products", None, ["'Products'", "lowercase"]),
     "catalog name with a dot": ("p.csv", "code\nA\n", "../products", None, ["'../products'"]),
     "catalog name too long": ("p.csv", "code\nA\n", "a" * 41, None, ["'" + "a" * 41 + "'"]),
+    "a number of 5,000 digits in JSON": ("p.json", '[{"code": "A"},\n {"code": "B", "price": ' + "9" * 5000 + "}]", "products", None,
+                                         ["record 2", "line 2", "thousands of digits"]),
+    "a number of 5,000 digits in JSONL": ("p.jsonl", '{"code": "A", "price": ' + "9" * 5000 + "}\n", "products", None,
+                                          ["line 1", "thousands of digits"]),
+    "JSON nested 100,000 deep": ("p.json", '[{"code": "A", "x": ' + "[" * 100_000 + "]" * 100_000 + "}]", "products", None,
+                                 ["record 1", "nested thousands of levels deep"]),
+    "JSONL nested 100,000 deep": ("p.jsonl", '{"code": "A", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "products", None,
+                                  ["line 1", "nested thousands of levels deep"]),
+    "half of a character in a value": ("p.jsonl", '{"code": "A", "description": "Caf\\ud83d"}\n', "products", None,
+                                       ["line 1", "'description'", "half of a character", "\\ud83d"]),
+    "half of a character in the key": ("p.json", '[{"code": "\\udc80x"}]', "products", None, ["record 1", "'code'", "half of a character"]),
+    "a field given twice": ("p.jsonl", '{"code": "A", "code": "B", "price": "1.00"}\n', "products", None,
+                            ["line 1", "'code' is given twice"]),
+    "a NUL in the key": ("p.jsonl", '{"code": "A\\u0000B"}\n', "products", None, ["line 1", "'code'", "NUL"]),
 }
 
 
@@ -284,6 +298,15 @@ def test_a_bad_row_at_the_end_loads_nothing_of_a_big_file(loaded, tmp_path):
     with pytest.raises(UsageError, match=r"line 3002 \(the header is line 1\)"):
         catalogs.load("products", path)
     assert db_state() == loaded
+
+
+def test_a_jsonl_string_may_hold_line_separators_as_they_are(loaded, tmp_path):
+    """U+2028 and U+0085 inside a JSON string, as json.dumps(ensure_ascii=False) writes them, end no JSONL line."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"code": "A", "description": "una\u2028dos"}, ensure_ascii=False) + "\n"
+                    + json.dumps({"code": "B", "description": "tres\x85cuatro"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    catalogs.load("products", path)
+    assert json.loads(catalogs.live("products")["A"])["description"] == "una\u2028dos"
 
 
 def test_missing_file_is_refused(loaded, tmp_path):

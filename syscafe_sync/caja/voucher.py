@@ -118,8 +118,8 @@ def parse(raw: bytes) -> ParsedVoucher:
         raise Refused(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise Refused(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except ValueError as exc:  # an integer of thousands of digits
-        raise Refused(f"not a voucher: {exc}") from None
+    except ValueError:  # past what int() converts
+        raise Refused("not a voucher: it holds a number thousands of digits long") from None
     except RecursionError:
         raise Refused("not a voucher: its JSON is nested thousands of levels deep") from None
     doc = _obj(doc, "the document")
