@@ -199,6 +199,8 @@ def parse(raw: bytes) -> Decoded:
 
 
 def _fast(raw: bytes) -> Decoded:
+    if b"\\u0000" in raw:
+        raise _Defer()  # a NUL in a string: the reference refuses it, naming the field
     v = _DECODER.decode(raw)
     totals, lines = v.totals, v.lines
     if (v.format != 1 or v.caja is None or v.code is None or v.number is None or v.issued_at is None

@@ -50,6 +50,7 @@ ODD = {
                                  "nested thousands of levels deep"),
     "half of a character": (lambda: doc(**{"customer": {"id": "1020", "name": "Caf\ud83d"}}),
                             "customer.name holds half of a character (\\ud83d without its pair)"),
+    "a NUL in a text": (lambda: doc(cashier="ana\u0000"), "cashier holds a NUL character"),
     "an amount of a million digits": (lambda: doc(**{"lines.0.quantity": "1E+999999"}),
                                       'lines[0].quantity = "1E+999999" is out of range for an amount'),
     "the year 9999 west of Greenwich": (lambda: doc(issued_at="9999-12-31T23:59:59-05:00"), "is not a date a sale can have"),

@@ -64,6 +64,8 @@ def _str(obj: dict, key: str, where: str, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         raise Refused(f"{where}{key} must be a string, not {json.dumps(value)}")
+    if "\0" in value:  # PostgreSQL's text holds none, and no person types one
+        raise Refused(f"{where}{key} holds a NUL character (\\u0000); the point of sale must write text there")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
