@@ -29,7 +29,7 @@ from peewee import BigIntegerField, Expression, fn
 
 from . import catalogs, registry, synclog
 from .caja import layout
-from .caja.voucher import Refused, parse_timestamp
+from .caja.voucher import Refused, parse_timestamp, text_problem
 from .config import Config
 from .db import write_transaction
 from .db.models import LedgerCursor, LoyaltyEntry, Notice, Voucher, utcnow
@@ -105,6 +105,10 @@ def check_entry(doc, where: str) -> dict:
     customer = doc.get("customer")
     if not isinstance(customer, str) or not customer:
         raise Refused(f"{where}: customer must be a non-empty string")
+    for name in ("customer", "voucher"):
+        problem = text_problem(doc[name]) if isinstance(doc.get(name), str) else None
+        if problem:  # refused as this line: at the insert it would fail the chunk, every pass
+            raise Refused(f"{where}: {name} {problem}; the point of sale must write plain text there")
     kind = doc.get("kind")
     if kind not in KINDS:
         raise Refused(f"{where}: kind = {json.dumps(kind)} must be one of {', '.join(KINDS)}")

@@ -288,3 +288,18 @@ def test_balances_past_what_a_bigint_holds_are_summed_exactly(cfg, caja):
     assert result.results[0].entries == 7
     assert loyalty.balances() == [{"customer": "A", "points": 2 * top - 7}, {"customer": "B", "points": -2 * top - 2},
                                   {"customer": "C", "points": -2}]
+
+
+@pytest.mark.parametrize("text, words", [("A\u0000B", "customer holds a NUL character"),
+                                         ("Caf\ud83d", "customer holds half of a character (\\ud83d without its pair)")])
+def test_a_customer_no_database_holds_is_refused_as_that_line(cfg, caja, text, words):
+    """A NUL (which PostgreSQL's text cannot hold) or half a UTF-16 character failed the whole chunk's
+    insert, every pass; it is that one line's refusal."""
+    path = ledger(caja)
+    path.parent.mkdir(parents=True)
+    bad = json.dumps({**entry(2), "customer": text}).encode("utf-8")
+    path.write_bytes(ledger_line(entry(1)) + bad + b"\n" + ledger_line(entry(3)))
+    result = loyalty.sync(cfg)
+    [r] = result.results
+    assert (r.outcome, r.entries) == ("ok", 2), r.message
+    assert words in r.refusals[0]["reason"] and r.refusals[0]["line"] == 2

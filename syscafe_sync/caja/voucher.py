@@ -64,15 +64,22 @@ def _str(obj: dict, key: str, where: str, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str):
         raise Refused(f"{where}{key} must be a string, not {json.dumps(value)}")
-    if "\0" in value:  # PostgreSQL's text holds none, and no person types one
-        raise Refused(f"{where}{key} holds a NUL character (\\u0000); the point of sale must write text there")
+    problem = text_problem(value)
+    if problem:
+        raise Refused(f"{where}{key} {problem}; the point of sale must write plain text there")
+    return value
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string is no text a database column holds, or None: a NUL (PostgreSQL's text holds none,
+    and no person types one), or JSON's \\ud83d on its own, half of a character cut in two."""
+    if "\0" in value:
+        return "holds a NUL character (\\u0000)"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        # JSON's \ud83d on its own: half of a character cut in two, not text any database stores.
-        raise Refused(f"{where}{key} holds half of a character (\\u{ord(value[exc.start]):04x} without its pair); "
-                      f"the point of sale cut a character in two") from None
-    return value
+        return f"holds half of a character (\\u{ord(value[exc.start]):04x} without its pair)"
+    return None
 
 
 def _int(obj: dict, key: str, where: str, required: bool = False, bounds: tuple[int, int] = INT64) -> int | None:
