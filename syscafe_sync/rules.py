@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from . import registry, synclog
 from .caja import layout
 from .caja.catalog import canonical
-from .caja.voucher import Refused, parse_timestamp
+from .caja.voucher import Refused, parse_timestamp, text_problem
 from .config import Config
 from .db import lock, write_transaction
 from .db.models import Notice, Refusal, Rule, RuleSource, utcnow
@@ -257,6 +257,8 @@ def check_rule(raw: bytes, stem: str) -> tuple[dict, str, object]:
                       f"or 9999); write the time the rule changed, like 2026-11-20T10:00:00-05:00") from None
     if doc.get("name") is not None and not isinstance(doc["name"], str):
         raise Refused(f"name = {json.dumps(doc['name'], ensure_ascii=False)} is not a string")
+    if isinstance(doc.get("name"), str) and (problem := text_problem(doc["name"])):
+        raise Refused(f"name {problem}; the point of sale must write plain text there")
     if doc.get("active") is not None and not isinstance(doc["active"], bool):
         raise Refused(f"active = {json.dumps(doc['active'])} is not true or false")
     return doc, text, updated

@@ -187,6 +187,9 @@ BAD = {
     "updated-after-year-9999": (rule(rule_id="updated-after-year-9999", updated_at="9999-12-31T23:00:00-05:00"),
                                 'updated_at = "9999-12-31T23:00:00-05:00"'),
     "name-number": (rule(rule_id="name-number", name=12), "name = 12 is not a string"),
+    "name-nul": (rule(rule_id="name-nul", name="2x1\u0000"), "name holds a NUL character"),
+    "name-half-character": (b'{"format": 1, "id": "name-half-character", "version": 1, "updated_at": "2026-11-20T10:00:00-05:00", '
+                            b'"name": "Caf\\ud83d"}', "name holds half of a character"),
     "active-text": (rule(rule_id="active-text", active="yes"), "active = \"yes\" is not true or false"),
 }
 

@@ -115,7 +115,7 @@ def parse_timestamp(text: str, where: str) -> dt.datetime:
     if t.tzinfo is None:
         raise Refused(f"{where} = {json.dumps(text)} has no UTC offset (write it like 2026-11-22T14:42:10-05:00)")
     if not YEARS[0] <= t.year <= YEARS[1]:
-        raise Refused(f"{where} = {json.dumps(text)} is not a date a sale can have (year {t.year})")
+        raise Refused(f"{where} = {json.dumps(text)} is not a plausible date (year {t.year})")
     return t
 
 
