@@ -259,7 +259,11 @@ def validate(config: Config) -> None:
             wanted = _TYPES[type(default)]
             if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, wanted):
                 raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a {type(default).__name__} like {_toml(default)}.")
-            if not isinstance(default, bool) and isinstance(default, (int, float)) and not (math.isfinite(value) and value > 0):
+            if (section, key) == ("accounting", "retries"):
+                if value < 0:  # 0 is meaningful: the first attempt only
+                    raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be 0 (no retry after the first "
+                                      "attempt) or more.")
+            elif not isinstance(default, bool) and isinstance(default, (int, float)) and not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{config.config_path}: {section}.{key} = {value!r} must be a finite number greater than zero.")
     if "smb" in config.values:
         from .storage.smb_url import validate_config

@@ -6,7 +6,7 @@ import csv
 import json
 from decimal import Decimal
 
-from conftest import MAPPING, cli_json, run_cli
+from conftest import MAPPING, cli_json, run_cli, write_config
 
 
 def test_map_post_list_export_and_retry_through_the_program(home, books, tmp_path):
@@ -54,3 +54,32 @@ def test_bad_input_exits_2_changes_nothing_and_is_logged(home, books, tmp_path):
 def test_post_refuses_without_a_mapping(home, two):
     proc = run_cli(home, "accounting", "post", check=2)
     assert "no accounting mapping is loaded" in proc.stderr and "accounting map load FILE" in proc.stderr
+
+
+def test_post_to_an_export_dir_under_a_file_fails_the_entries_logs_the_run_and_retry_delivers(home, books, tmp_path):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    write_config(home, accounting={"export_dir": str(tmp_path / "afile" / "sub")})
+    post = run_cli(home, "accounting", "post", "--to", "csv", check=1)
+    assert "unexpected" not in post.stderr and "3 failed" in post.stdout
+    listed = cli_json(home, "vouchers", "list")["vouchers"]
+    assert {v["accounting"] for v in listed} == {"failed"}
+    reason = listed[0]["accounting_reason"]
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in reason and "set accounting.export_dir" in reason
+    logged = run_cli(home, "log", "--action", "accounting post", check=0).stdout
+    assert "3 failed" in logged and "is a file, not a folder" in logged
+    write_config(home, accounting={"export_dir": str(tmp_path / "exports")})
+    retried = cli_json(home, "accounting", "retry", "--to", "csv")
+    assert len(retried["posted"]) == 3 and retried["file"].startswith(str(tmp_path / "exports"))
+
+
+def test_export_to_a_path_that_cannot_be_written_is_refused_naming_it_exit_2_and_logged(home, books, tmp_path):
+    run_cli(home, "accounting", "post", "--to", "csv", check=0)
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    for out in (tmp_path / "afile" / "all.csv", tmp_path / "afile" / "deeper" / "all.csv"):
+        proc = run_cli(home, "accounting", "export", "--format", "csv", "--out", str(out), check=2)
+        assert f"cannot write {out}: {tmp_path / 'afile'} is a file, not a folder; give --out a file in a folder" in proc.stderr
+        assert "unexpected" not in proc.stderr
+    assert "is a file, not a folder; give --out" in run_cli(home, "log", "--level", "warning", check=0).stdout
+    # a folder that is not there yet is made
+    made = tmp_path / "new" / "folder" / "all.csv"
+    assert cli_json(home, "accounting", "export", "--format", "csv", "--out", str(made))["entries"] == 3 and made.is_file()

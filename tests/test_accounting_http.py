@@ -217,3 +217,91 @@ def test_a_post_really_waits_between_attempts_after_a_drop_a_timeout_and_a_503(c
     # each gap is the attempt's own time plus a wait twice the one before; the second attempt's own time is the
     # client's time-out, counted from a little before the server noted the arrival (hence the 0.05 s)
     assert gaps[0] >= backoff and gaps[1] >= CLIENT_TIMEOUT - 0.05 + 2 * backoff and gaps[2] >= 4 * backoff, gaps
+
+
+class RedirectingApi:
+    """An API moved elsewhere: every POST answers `code` with a Location on another server, which records
+    whatever reaches it and would answer 200 to anything."""
+
+    def __init__(self, code: int):
+        self.posts: Counter = Counter()
+        self.at_target: list[tuple[str, str | None]] = []  # (method, Authorization) of what reached the target
+        api = self
+
+        class Target(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                api.at_target.append((self.command, self.headers.get("Authorization")))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = _any
+
+        class Moved(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                api.posts[self.headers.get("Idempotency-Key")] += 1
+                self.send_response(code)
+                self.send_header("Location", api.target_url)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.servers = [ThreadingHTTPServer(("127.0.0.1", 0), h) for h in (Moved, Target)]
+        for s in self.servers:
+            s.daemon_threads = True
+            threading.Thread(target=s.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.servers[0].server_address[1]}/api/entries"
+        self.target_url = f"http://127.0.0.1:{self.servers[1].server_address[1]}/v2/entries"
+
+    def close(self):
+        for s in self.servers:
+            s.shutdown()
+            s.server_close()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_not_delivered(cfg, books, code):
+    api = RedirectingApi(code)
+    try:
+        result = journal.post(configure(cfg.home, api.url, retries=2))
+    finally:
+        api.close()
+    assert result.outcome == "failed" and len(result.failed) == 3
+    assert api.at_target == []  # neither the entry nor the token went to the Location
+    assert set(api.posts.values()) == {1}  # the same address answers the same: not retried
+    reason = result.failed[0]["reason"]
+    assert f"after 1 attempts: HTTP {code}" in reason and f"a redirect to {api.target_url}, not followed" in reason
+    assert "set accounting.url in config.toml to the final address" in reason
+    assert {v["accounting"] for v in vouchers.list_vouchers()} == {"failed"}
+
+
+def test_retries_0_means_the_first_attempt_only_and_a_negative_one_is_refused(cfg, books, api_factory):
+    api = api_factory(lambda key, n: "503")
+    result = journal.post(configure(cfg.home, api.url, retries=0))
+    assert set(api.requests.values()) == {1} and "after 1 attempts: HTTP 503" in result.failed[0]["reason"]
+    write_config(cfg.home, accounting={"retries": -1})
+    refused = run_cli(cfg.home, "accounting", "post", check=2)
+    assert "accounting.retries = -1 must be 0 (no retry after the first attempt) or more" in refused.stderr
+
+
+def test_entries_failed_on_the_api_go_to_a_file_with_retry_to_json_through_the_program(home, books, api_factory, tmp_path):
+    api = api_factory(lambda key, n: "503")
+    configure(home, api.url, retries=1)
+    run_cli(home, "accounting", "post", check=1)
+    write_config(home, accounting={"destination": "http", "url": api.url, "token": TOKEN, "export_dir": str(tmp_path / "exports")})
+    retried = cli_json(home, "accounting", "retry", "--to", "json")
+    assert retried["outcome"] == "ok" and len(retried["posted"]) == 3 and retried["file"].endswith(".json")
+    assert sorted(e["key"] for e in json.loads(open(retried["file"], encoding="utf-8").read())["entries"]) == \
+           ["CAJA1:FV1:1:1", "CAJA1:FV1:2:1", "CAJA2:FV2:1:1"]
+    assert {v["accounting"] for v in cli_json(home, "vouchers", "list")["vouchers"]} == {"posted"}
+    # delivered to the file, they are not sent to the API again
+    before = sum(api.requests.values())
+    run_cli(home, "accounting", "retry", check=0)
+    assert sum(api.requests.values()) == before

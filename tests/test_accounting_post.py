@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import DAY, MAPPING, write_config
 
+from syscafe_sync import config as config_mod
 from syscafe_sync import doctor, importer, vouchers
 from syscafe_sync.accounting import journal, mapping
 from syscafe_sync.db.models import JournalEntry, SyncLog
@@ -197,3 +198,18 @@ def test_doctor_fails_naming_what_the_mapping_misses_and_passes_when_covered(cfg
 def test_doctor_only_warns_when_accounting_is_not_set_up(cfg, two):
     check = {c.check: c for c in doctor.run(cfg)}["accounting mapping"]
     assert check.status == "warn" and "accounting map load" in check.fix
+
+
+def test_retry_sends_the_entries_failed_on_another_destination_to_the_one_asked_for(cfg, books, tmp_path):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    write_config(cfg.home, accounting={"export_dir": str(tmp_path / "afile" / "sub")})
+    failed = journal.post(config_mod.load(cfg.home), to="csv")
+    assert failed.outcome == "failed" and {e["state"] for e in failed.entries} == {"failed"}
+    write_config(cfg.home, accounting={"export_dir": str(tmp_path / "exports")})
+    retried = journal.post(config_mod.load(cfg.home), to="json", retry=True)
+    assert retried.outcome == "ok" and retried.file.endswith(".json")
+    assert [e["key"] for e in exported(retried)] == ["CAJA1:FV1:1:1", "CAJA1:FV1:2:1", "CAJA2:FV2:1:1"]
+    assert {status(n) for n in ("FV1-1", "FV1-2", "FV2-1")} == {("posted", None)}
+    assert {(e.destination, e.state) for e in JournalEntry.select()} == {("json", "delivered")}
+    # delivered once: nothing goes again, to either destination
+    assert journal.post(config_mod.load(cfg.home), to="csv", retry=True).entries == []

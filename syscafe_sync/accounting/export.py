@@ -17,6 +17,7 @@ entries are still ready and go in that run's new file).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -48,6 +49,17 @@ def to_json(entries: list[dict]) -> bytes:
     return (json.dumps({"format": 1, "entries": entries}, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
+def cannot_write(path: Path, exc: OSError) -> str:
+    """Why `path` could not be written, in words: for a folder that is a file the system only says "File exists"."""
+    with contextlib.suppress(OSError):  # a parent we may not even look at: the system's words will do
+        for parent in path.parents:
+            if parent.is_dir():
+                break
+            if parent.exists():
+                return f"cannot write {path}: {parent} is a file, not a folder"
+    return f"cannot write {path} ({exc.strerror or exc})"
+
+
 def write(entries: list[dict], fmt: str, path: Path) -> Path:
     atomic_write(path, to_csv(entries) if fmt == "csv" else to_json(entries))
     return path
@@ -75,8 +87,11 @@ class FileDestination:
                 f.flush()
                 os.fsync(f.fileno())  # on disk before the database says delivered
         except OSError as exc:
-            staged.unlink(missing_ok=True)
-            return path, f"cannot write {path} ({exc.strerror or exc})"
+            # The folder may be no folder at all (a file, gone): then there is nothing staged to remove, and
+            # removing must not raise over the reason the entries failed.
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
+            return path, f"{cannot_write(path, exc)}; set accounting.export_dir to a folder this program can write"
         return path, None
 
     def publish(self, path: Path) -> None:

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
@@ -30,6 +30,14 @@ _MAX_BACKOFF_S = 30.0
 
 class DeliveryFailed(Exception):
     """The API did not take the entry; the message is the reason, never the token."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follows a redirect: urllib would follow a 301/302/303 with a GET without the body, take the
+    200 that comes back for delivered, and send the token to wherever the Location points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises the 3xx as an HTTPError
 
 
 def safe_url(url: str) -> str:
@@ -58,6 +66,7 @@ class HttpDestination:
             raise ConfigError(f"accounting.url = {safe_url(url) or url!r} must be an http:// or https:// URL; fix it in config.toml.")
         self.url, self._token, self.timeout_s = url, token, timeout_s
         self.retries, self.backoff_s, self.sleep = retries, backoff_s, sleep
+        self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def __repr__(self) -> str:  # the token stays out of tracebacks
         return f"HttpDestination({safe_url(self.url)!r})"
@@ -101,11 +110,17 @@ class HttpDestination:
             "Idempotency-Key": key,
         })
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
                 response.read()
                 return False, ""
         except urllib.error.HTTPError as exc:
             text = exc.read(300).decode("utf-8", "replace").strip()
             if exc.code == 409:
                 return False, ""  # the API says it already has this key: posted before
+            if 300 <= exc.code < 400:
+                # Not retried: the same address would answer the same; only the configuration can fix it.
+                location = exc.headers.get("Location")
+                to = f"to {safe_url(urljoin(self.url, location))}" if location else "without a Location"
+                return False, (f"HTTP {exc.code} {exc.reason}, a redirect {to}, not followed: the entry is not delivered; "
+                               f"set accounting.url in config.toml to the final address")
             return exc.code in _RETRY_STATUS, f"HTTP {exc.code} {exc.reason}" + (f": {text}" if text else "")

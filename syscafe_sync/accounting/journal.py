@@ -236,7 +236,7 @@ def stored(day=None, caja=None, states=None, destination_name=None) -> list[tupl
 def _deliver(result: PostResult, dest, day, caja, retry, held_lease) -> None:
     if isinstance(dest, export.FileDestination):
         result.recovered = [str(p) for p in dest.recover(_committed)]
-    todo = stored(day, caja, ("ready", "failed") if retry else ("ready",), dest.name)
+    todo = _to_deliver(day, caja, retry, dest.name)
     if not todo:
         return
     if isinstance(dest, HttpDestination):
@@ -245,13 +245,22 @@ def _deliver(result: PostResult, dest, day, caja, retry, held_lease) -> None:
         for e, d in todo:
             outcomes += dest.deliver([d])
             held_lease.renew()
-        _record(result, todo, outcomes, dest.where, held_lease)
+        _record(result, todo, outcomes, dest.name, dest.where, held_lease)
         return
     path, error = dest.stage([d for _, d in todo])
-    _record(result, todo, [error] * len(todo), dest.where if error else str(path), held_lease)
+    _record(result, todo, [error] * len(todo), dest.name, dest.where if error else str(path), held_lease)
     if not error:
         dest.publish(path)
         result.file = str(path)
+
+
+def _to_deliver(day, caja, retry, dest_name) -> list[tuple[JournalEntry, dict]]:
+    """The entries ready for this destination; with retry, also every failed one, whatever destination it
+    failed on: `retry --to X` is how a user moves entries off a destination that keeps refusing them."""
+    todo = stored(day, caja, ("ready",), dest_name)
+    if retry:
+        todo = sorted(todo + stored(day, caja, ("failed",)), key=lambda item: item[0].id)
+    return todo
 
 
 def publish_left(config) -> list[str]:
@@ -281,14 +290,15 @@ def _committed(path) -> bool:
     return JournalEntry.select().where((JournalEntry.delivered_to == str(path)) & (JournalEntry.state == "delivered")).exists()
 
 
-def _record(result: PostResult, todo, outcomes: list[str | None], delivered_to: str, held_lease) -> None:
+def _record(result: PostResult, todo, outcomes: list[str | None], dest_name: str, delivered_to: str, held_lease) -> None:
     now = utcnow()
     with write_transaction():
         # The fence: a run whose lease another took commits nothing, so that run's recovery can trust what it sees.
         held_lease.renew()
         for (e, d), error in zip(todo, outcomes):
             JournalEntry.update(state="failed" if error else "delivered", error=error, attempts=JournalEntry.attempts + 1,
-                                delivered_at=None if error else now, delivered_to=delivered_to).where(JournalEntry.id == e.id).execute()
+                                delivered_at=None if error else now, destination=dest_name,
+                                delivered_to=delivered_to).where(JournalEntry.id == e.id).execute()
             result.entries.append({"key": e.key, "state": "failed" if error else "delivered", "error": error})
         _refresh([e.id for e, _ in todo], result)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..accounting import export, journal, mapping
+from ..errors import UsageError
 from .app import App, DateParam, Group, pass_app, render_table, resolve_day
 
 
@@ -74,7 +75,10 @@ def post_cmd(app: App, day, caja, per, to):
 @accounting.command("retry")
 @_post_options
 def retry_cmd(app: App, day, caja, per, to):
-    """Post the held vouchers again (after fixing the mapping or the catalog) and deliver the failed entries again."""
+    """Post the held vouchers again (after fixing the mapping or the catalog) and deliver the failed entries again.
+
+    The failed entries go to the destination of this run (--to, or accounting.destination), whichever one they failed on.
+    """
     cfg = app.open()
     _finish(app, journal.post(cfg, resolve_day(day, cfg), caja, per, to, retry=True))
 
@@ -89,7 +93,11 @@ def export_cmd(app: App, fmt, out, day, caja):
     """Write the journal entries already made (delivered or not) to a CSV or JSON file."""
     cfg = app.open()
     found = [d for _, d in journal.stored(resolve_day(day, cfg), caja)]
-    export.write(found, fmt, out)
+    try:
+        export.write(found, fmt, out)
+    except OSError as exc:
+        raise UsageError(f"{export.cannot_write(out, exc)}; give --out a file in a folder you can write to "
+                         "(a missing folder is made).") from exc
     app.emit({"file": str(out), "format": fmt, "entries": len(found)}, f"{len(found)} entries written to {out}")
 
 
