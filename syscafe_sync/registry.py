@@ -11,9 +11,10 @@ import ipaddress
 import json
 import re
 import zoneinfo
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from peewee import fn
+from peewee import IntegrityError, fn
 
 from . import bounded
 from .caja import layout
@@ -179,10 +180,31 @@ def _check_codes_free(name: str, codes: list[str]) -> None:
             )
 
 
+def _check_name_free(name: str) -> None:
+    if Caja.get_or_none(Caja.name == name):
+        raise RegistryError(f"a caja named {name} is already registered; pick another name or use `caja edit {name}`.")
+
+
 def _check_root_free(name: str, key: str, root: str) -> None:
-    other = Caja.get_or_none((Caja.root_key == key) & (Caja.name != name))
-    if other:
-        raise RegistryError(f"root {root} is already the root of caja {other.name}; each caja has its own folder.")
+    # Each stored root's key is also computed anew: a caja registered before root_key folded UNC
+    # spellings keeps its old key in the database, which the new key of the same folder would miss.
+    for other in Caja.select(Caja.name, Caja.root, Caja.root_key).where(Caja.name != name):
+        if key in (other.root_key, root_key(other.root)):
+            raise RegistryError(f"root {root} is already the root of caja {other.name}; each caja has its own folder.")
+
+
+@contextmanager
+def _refusing_clashes(name: str, done: str, recheck):
+    """Around a write transaction that the registry's unique indexes may refuse: on PostgreSQL a
+    transaction does not see the caja another one has not committed yet, so two `caja add` at once
+    both pass their checks and the index makes the second fail once the first commits. `recheck`,
+    run after the rollback, sees that caja and refuses naming it, as it would have a moment later."""
+    try:
+        yield
+    except IntegrityError as exc:
+        recheck()
+        raise RegistryError(f"caja {name} was not {done}: another command registered the same name, root or voucher "
+                            f"code at the same moment ({exc}); see `syscafe-sync caja list` and try again.") from exc
 
 
 @dataclass
@@ -198,9 +220,9 @@ def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[st
     root = normalise_root(root)
     ip = check_ip(ip)
     given = [check_code(c) for c in codes]
-    if Caja.get_or_none(Caja.name == name):
-        raise RegistryError(f"a caja named {name} is already registered; pick another name or use `caja edit {name}`.")
     key = root_key(root)
+    # Checked here too so that a taken name or root is refused without waiting on the root's caja.json.
+    _check_name_free(name)
     _check_root_free(name, key, root)
     cj = read_caja_json(root, timeout, config, name)
     if cj.credentials_refused:
@@ -212,8 +234,16 @@ def add(name: str, root: str, ip: str | None = None, codes: list[str] | tuple[st
         raise RegistryError(f"caja {name} has no voucher codes{why}; give them with --code, e.g. --code FV2 --code NC2.")
     warnings = [cj.problem] if cj.problem else []
     warnings += disagreements(name, final, cj, _company_tz(config))
-    with write_transaction():
+
+    def check_free() -> None:
+        _check_name_free(name)
+        _check_root_free(name, key, root)
         _check_codes_free(name, final)
+
+    # Checked again inside the transaction: another `caja add` may have registered the name or the
+    # root while caja.json was being read.
+    with _refusing_clashes(name, "registered", check_free), write_transaction():
+        check_free()
         now = utcnow()
         caja = Caja.create(name=name, root=root, root_key=key, ip=ip, created_at=now, updated_at=now)
         CajaCode.insert_many([{"code": c, "caja": caja} for c in final]).execute()
@@ -231,7 +261,16 @@ def edit(
     timeout: float = 5.0,
     config=None,
 ) -> Registered:
-    with write_transaction():
+    def recheck() -> None:
+        # Against the registry as it was before this edit, which the rollback left untouched.
+        if new_name and new_name != name:
+            _check_name_free(new_name)
+        if root is not None:
+            normal = normalise_root(root)
+            _check_root_free(name, root_key(normal), normal)
+        _check_codes_free(name, list(add_codes))
+
+    with _refusing_clashes(name, "changed", recheck), write_transaction():
         caja = get(name)
         if new_name and new_name != name:
             check_name(new_name)

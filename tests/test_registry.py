@@ -7,16 +7,21 @@ import errno
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zoneinfo
 
 import pytest
+from peewee import PostgresqlDatabase
 
-from conftest import DAY, cli_json, run_cli, write_config
+from conftest import DAY, cli_env, cli_json, run_cli, write_config
 from syscafe_sync import config as config_mod
 from syscafe_sync import importer, overview, registry
-from syscafe_sync.db.models import Voucher
+from syscafe_sync.db import write_transaction
+from syscafe_sync.db.models import Caja, Voucher, database
+from syscafe_sync.storage import root_key
 from syscafe_sync.errors import RegistryError, UnknownCaja, UsageError
 
 BOGOTA = zoneinfo.ZoneInfo("America/Bogota")
@@ -183,6 +188,157 @@ def test_add_accepts_a_good_host_name_and_ipv6(home, cfg, tmp_path):
         root.mkdir()
         run_cli(home, "caja", "add", f"CAJA{i}", "--path", str(root), "--code", f"FV{i}", "--ip", ip, check=0)
     assert [s[2] for s in state()] == ["caja2.local", "fe80::1"]
+
+
+# --- two `caja add` at once -----------------------------------------------------------------------
+
+class SilentShare:
+    """An SMB server on loopback that takes the first session and never answers it: a share that stops
+    answering while `caja add` reads its caja.json, i.e. after the command's first checks and before its
+    transaction. The test lets it go with release(). Every later session is cut at once."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.root = f"smb://syscafe@127.0.0.1:{self.listener.getsockname()[1]}/caja/Datos"
+        self.spoke = threading.Event()
+        self.held: socket.socket | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(10)
+            try:
+                first = conn.recv(1)  # nothing from the TCP probe, which only connects; a session negotiates
+            except OSError:
+                first = b""
+            if first and self.held is None:
+                self.held = conn
+                self.spoke.set()
+            else:
+                conn.close()
+
+    def release(self) -> None:
+        # What the session sent is read first: closed with it unread, the socket would be reset, which
+        # smbprotocol reports on stderr, rather than ended.
+        if self.held.fileno() == -1:
+            return
+        self.held.setblocking(False)
+        try:
+            while self.held.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.held.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.listener.close()
+        if self.held is not None:
+            self.release()
+
+
+@pytest.fixture
+def silent_share(monkeypatch):
+    monkeypatch.setenv("SYSCAFE_SYNC_SMB_PASSWORD", "never-checked")  # without one, no session is tried
+    share = SilentShare()
+    yield share
+    share.close()
+
+
+def _wait_for_a_writer_blocked_by_this_transaction(timeout: float = 30.0) -> None:
+    """On PostgreSQL: until another session waits for a lock this transaction holds (the other
+    `caja add`'s INSERT waiting on the caja inserted here). On SQLite the other one waits in its
+    BEGIN IMMEDIATE, which nothing shows from here: its outcome is the same whenever it gets there."""
+    db = database.obj
+    if not isinstance(db, PostgresqlDatabase):
+        return
+    deadline = time.monotonic() + timeout
+    sql = "SELECT count(*) FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+    while not db.execute_sql(sql).fetchone()[0]:
+        assert time.monotonic() < deadline, f"no other session waited for this transaction within {timeout:g} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("clash", ["root", "name"])
+@pytest.mark.parametrize("moment", ["before", "during"])
+def test_add_racing_another_add_is_refused_naming_the_other_caja(home, cfg, tmp_path, silent_share, clash, moment):
+    """The second of two `caja add` for one root (or one name) is refused, exit 2, naming the caja the
+    first registered while the second read its caja.json: committed `before` the second's transaction,
+    or `during` it (on PostgreSQL the two transactions then overlap, and the unique index decides)."""
+    write_config(home, limits={"connect_timeout_s": 60.0})  # the share is let go by the test, not by a bound
+    name = "CAJA1" if clash == "name" else "CAJA2"
+    cmd = [sys.executable, "-m", "syscafe_sync", "--home", str(home), "caja", "add", name,
+           "--path", silent_share.root, "--code", "FV2"]
+    racer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
+    try:
+        assert silent_share.spoke.wait(60), f"`caja add {name}` never opened {silent_share.root}: {racer.communicate()}"
+        # The same share folder written another way; or, for the name, another folder.
+        rival_root = silent_share.root.replace("syscafe@", "other@").replace("/Datos", "/datos/") if clash == "root" else str(tmp_path)
+        with write_transaction():
+            registry.add("CAJA1", rival_root, codes=["FV1"], timeout=10)
+            if moment == "during":
+                silent_share.release()
+                _wait_for_a_writer_blocked_by_this_transaction()
+        silent_share.release()
+        out, err = racer.communicate(timeout=60)
+    finally:
+        if racer.poll() is None:
+            racer.kill()
+            racer.communicate()
+    assert racer.returncode == 2, f"exit {racer.returncode}\nstdout: {out}\nstderr: {err}"
+    line = error_line(subprocess.CompletedProcess(cmd, racer.returncode, out, err))
+    expected = (f"root {silent_share.root} is already the root of caja CAJA1" if clash == "root"
+                else "a caja named CAJA1 is already registered")
+    assert expected in line, line
+    assert [(c[0], c[3]) for c in state()] == [("CAJA1", ["FV1"])]
+    [row] = [r for r in logged(home, "caja add") if r["outcome"] == "refused"]
+    assert (f"Error: {row['message']}", row["caja"]) == (line, name)
+
+
+# --- a root written another way: UNC and smb:// ------------------------------------------------------
+
+@pytest.mark.parametrize("spelling", [
+    "\\\\CAJA2\\Syscafe\\Datos\\\\EMP01",
+    "\\\\CAJA2\\Syscafe\\.\\Datos\\EMP01",
+    "\\\\CAJA2\\Syscafe\\Datos\\EMP01\\.",
+    "\\\\CAJA2\\Syscafe\\Datos\\EMP01\\",
+    "\\\\caja2\\SYSCAFE\\datos\\emp01",
+    "//CAJA2/Syscafe/Datos/EMP01/",
+    "\\\\CAJA2\\Syscafe\\Datos\\Otro\\..\\EMP01",
+    "\\\\?\\UNC\\CAJA2\\Syscafe\\Datos\\EMP01",
+    "smb://caja2/Syscafe/Datos/EMP01",
+    "smb://cajero@CAJA2:445/syscafe/Datos/EMP01/",
+])
+def test_a_unc_root_written_another_way_or_as_its_smb_url_is_the_same_root(spelling):
+    assert root_key(spelling) == root_key("\\\\CAJA2\\Syscafe\\Datos\\EMP01"), spelling
+
+
+@pytest.mark.parametrize("other", [
+    "\\\\CAJA3\\Syscafe\\Datos\\EMP01",
+    "\\\\CAJA2\\Otro\\Datos\\EMP01",
+    "\\\\CAJA2\\Syscafe\\Datos\\EMP02",
+    "\\\\CAJA2\\Syscafe\\Datos",
+    "smb://caja2:4450/Syscafe/Datos/EMP01",
+])
+def test_a_unc_root_stays_apart_from_other_folders(other):
+    assert root_key(other) != root_key("\\\\CAJA2\\Syscafe\\Datos\\EMP01"), other
+
+
+def test_a_caja_registered_with_a_unc_key_of_the_old_spelling_still_holds_its_root(cfg, tmp_path):
+    """Before UNC keys were folded a caja's stored root_key was the path lower-cased; the check reads
+    the stored root again, so the same share written as smb:// is still refused."""
+    registry.add("CAJA2", str(tmp_path), codes=["FV2"])
+    Caja.update(root="\\\\CAJA2\\Syscafe\\Datos\\EMP01", root_key="\\\\caja2\\syscafe\\datos\\emp01").execute()
+    with pytest.raises(RegistryError, match="already the root of caja CAJA2"):
+        registry.add("CAJA3", "smb://u@caja2/Syscafe/Datos/EMP01", codes=["FV3"], timeout=0.5)
 
 
 # --- caja.json that disagrees -----------------------------------------------------------------------
@@ -396,6 +552,22 @@ def test_edit_refuses_a_bad_ip_and_changes_nothing_else(home, one_caja, tmp_path
     other = tmp_path / "other"
     other.mkdir()
     _refused_edit(home, ["CAJA1", "--path", str(other), "--ip", "bad ip!"], "IP 'bad ip!'")
+
+
+def test_a_refusal_is_logged_under_the_caja_the_command_names(home, one_caja, caja_folder):
+    registry.add("CAJA5", str(caja_folder("CAJA5", ["FV5"]).root))
+    lines = [
+        ("caja edit", error_line(run_cli(home, "caja", "edit", "CAJA5", "--code", "FV1", check=2))),
+        ("caja add", error_line(run_cli(home, "caja", "add", "CAJA5", "--path", str(one_caja.root), check=2))),
+        ("caja remove", error_line(run_cli(home, "caja", "remove", "CAJA9", check=2))),
+        ("import", error_line(run_cli(home, "import", "CAJA9", "CAJA5", check=2))),
+    ]
+
+    def refused(caja):
+        rows = [json.loads(x) for x in run_cli(home, "--json", "log", "--caja", caja, check=0).stdout.splitlines()]
+        return [(r["action"], f"Error: {r['message']}") for r in rows if r["outcome"] == "refused"]
+    assert refused("CAJA5") == [lines[0], lines[1], lines[3]]
+    assert refused("CAJA9") == [lines[2], lines[3]]
 
 
 # --- imported vouchers: rename, remove, one code one caja ever ------------------------------------

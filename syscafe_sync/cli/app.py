@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import sys
@@ -43,7 +44,29 @@ class App:
         return not self.json_out and sys.stderr.isatty()
 
 
-pass_app = click.make_pass_decorator(App)
+def pass_app(f):
+    """click.make_pass_decorator(App), noting first which cajas the command names: a refusal is logged
+    under them, so that `log --caja CAJA5` shows a refused `caja edit CAJA5 …` too."""
+
+    @functools.wraps(f)
+    def new_func(*args, **kwargs):
+        ctx = click.get_current_context()
+        ctx.meta["syscafe.cajas"] = named_cajas(ctx)
+        return ctx.invoke(f, ctx.find_object(App), *args, **kwargs)
+
+    return new_func
+
+
+def named_cajas(ctx: click.Context | None) -> list[str]:
+    """The cajas a command names: its --caja, its CAJA... arguments, or the NAME of a `caja` command."""
+    if ctx is None:
+        return []
+    params = ctx.params
+    given = params.get("caja") or params.get("cajas") or ()
+    if not given and ctx.parent is not None and ctx.parent.command.name == "caja":
+        given = params.get("name") or ()
+    names = [given] if isinstance(given, str) else list(given)
+    return list(dict.fromkeys(n for n in names if n))
 
 
 class Group(click.Group):
@@ -82,7 +105,7 @@ def _log_refusal(ctx: click.Context, exc: SyncError) -> None:
         return
     action = ctx.meta.get("syscafe.command", "command")
     try:
-        synclog.record(synclog.Entry(action=action, outcome="refused", level="warning", message=str(exc)))
+        _record_refusal(action, ctx.meta.get("syscafe.cajas", []), str(exc))
     except Exception:
         pass  # the database may be the very thing that failed
 
@@ -97,9 +120,16 @@ def _log_usage_error(ctx: click.Context, exc: click.UsageError) -> None:
         if db_mod.database.obj is None or db_mod.database.is_closed():
             app.open()
         action = (exc.ctx.command_path if exc.ctx else ctx.command_path).split(" ", 1)[-1]
-        synclog.record(synclog.Entry(action=action, outcome="refused", level="warning", message=exc.format_message()))
+        # Only the parameters parsed before the bad one are known here: often none.
+        _record_refusal(action, named_cajas(exc.ctx), exc.format_message())
     except Exception:
         pass  # no home or no database yet: stderr is the only place for it
+
+
+def _record_refusal(action: str, cajas: list[str], message: str) -> None:
+    """One row per caja the command names (one without a caja if it names none), each found by `log --caja`."""
+    for caja in cajas or [None]:
+        synclog.record(synclog.Entry(action=action, outcome="refused", caja=caja, level="warning", message=message))
 
 
 def render_table(headers: list[str], rows: list[list[object]]) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ntpath
 import os
+import re
 import sys
 
 from ..config import DEFAULTS
@@ -33,9 +33,30 @@ def root_key(root: str) -> str:
     if smb_url.is_smb(root):
         return smb_url.parse(root).key
     if is_unc(root):
-        return ntpath.normcase(root.replace("/", "\\")).rstrip("\\")
+        return _unc_key(root)
     key = os.path.normcase(os.path.normpath(root))
     return key.lower() if sys.platform == "win32" else key
+
+
+def _unc_key(root: str) -> str:
+    """The key of \\\\HOST\\SHARE\\PATH: that of smb://HOST/SHARE/PATH, the same folder of the same share.
+    Windows reads `/` as `\\`, a run of separators as one, `.` as nothing and `..` as the folder above
+    (never above the share), and compares names without regard to case; so does the key."""
+    written = [p for p in re.split(r"[\\/]+", root.strip()) if p not in ("", ".")]
+    # \\?\UNC\HOST\SHARE, Windows' long-path spelling, names the same share.
+    if len(written) > 2 and written[0] in ("?", ".") and written[1].upper() == "UNC":
+        written = written[2:]
+    parts: list[str] = []
+    for part in written:
+        if part != "..":
+            parts.append(part)
+        elif len(parts) > 2:
+            parts.pop()
+    if len(parts) < 2:
+        # A host without a share is no folder: kept apart from every real root.
+        return "\\\\" + "\\".join(parts).lower()
+    host, share, *rest = parts
+    return smb_url.SmbUrl(host.lower(), smb_url.DEFAULT_PORT, None, share, tuple(rest), False).key
 
 
 def open_root(root: str, config=None, caja: str | None = None) -> Storage:
