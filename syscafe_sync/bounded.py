@@ -103,6 +103,10 @@ class Pending:
     def ended(self) -> bool:
         return self._step.done.is_set()
 
+    def wait_ended(self, timeout: float) -> bool:
+        """Whether the step ends within `timeout` seconds (its result is not looked at)."""
+        return self._step.done.wait(timeout)
+
     def wait(self, timeout: float, stop: threading.Event | None = None, on_stop: Callable[[], None] | None = None,
              grace: float = 0.0):
         """The step's result (or its error) within `timeout` seconds. When `stop` is set meanwhile,

@@ -101,7 +101,7 @@ def _publish_accounting(config: Config) -> None:
 
     folder, limit = journal.export_folder(config), config.limits["caja_timeout_s"]
     stuck = bounded.blocked(str(folder))
-    if stuck is not None:  # not one more thread blocked beside it
+    if stuck is not None and not stuck.wait_ended(config.limits["connect_timeout_s"]):  # not one more thread blocked beside it
         since = stuck.started_at.astimezone(config.timezone)
         why = f"it still has not answered the publish given up on at {since:%H:%M:%S %Z}"
     else:

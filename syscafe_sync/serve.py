@@ -75,7 +75,9 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
         result.outcome, result.message = "failed", f"{what} {caja.name} not started: syscafe-sync is stopping; the next pass serves it."
         return
     stuck = bounded.blocked(caja.root)
-    if stuck is not None:
+    # A step cut off for taking too long is usually only winding down (cancelled, rolling back): given
+    # the time a share has to answer, it ends. One blocked on a frozen share does not.
+    if stuck is not None and not stuck.wait_ended(limits["connect_timeout_s"]):
         # Not another thread blocked beside it, nor a wait for the lease that step still holds.
         since = stuck.started_at.astimezone(config.timezone)
         result.outcome = "unreachable"
