@@ -467,6 +467,7 @@ class _CajaPushJob(CajaJob):
             outcome.upserts, outcome.deletes = len(outcome.gain) + len(outcome.change), len(outcome.lose)
             return outcome, None, kept
         outcome, entry = self._write_snapshot(name, cat, mode, records, taken, shared=not kept)
+        outcome.upserts = len(live)  # SPEC: every main-server record is upserted; what the caja keeps is not one
         outcome.fallback = fallback
         return outcome, entry, kept
 
