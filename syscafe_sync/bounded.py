@@ -155,6 +155,16 @@ def blocked(on: str) -> Pending | None:
         return step
 
 
+def still_blocked(on: str, wait: float, tz: dt.tzinfo, what: str | None = None) -> str | None:
+    """What still holds `on`, in words, after giving it `wait` seconds to end; None when nothing does.
+    A step cut off for taking too long is usually only winding down (cancelled, rolling back) and
+    ends within the time a share has to answer; one blocked on a frozen share does not."""
+    step = blocked(on)
+    if step is None or step.wait_ended(wait):
+        return None
+    return f"still has not answered the {what or step.what} given up on at {step.started_at.astimezone(tz):%H:%M:%S %Z}"
+
+
 def start(fn: Callable[[], T], what: str = "step") -> Pending:
     """fn() started on a runner thread; the caller waits for it with Pending.wait."""
     return Pending(fn, what)

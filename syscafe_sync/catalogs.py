@@ -27,6 +27,7 @@ from peewee import IntegrityError, SqliteDatabase, chunked
 
 from . import synclog
 from .caja.catalog import KNOWN_KEYS, canonical, record_set_sha256
+from .caja.voucher import text_problem
 from .db import lock, write_transaction
 from .db.models import Catalog, CatalogRecord, database, utcnow
 from .errors import SyncError, UsageError
@@ -129,15 +130,11 @@ def _not_json(exc: Exception) -> str:
 
 
 def _text_problem(field: str, text) -> str | None:
-    """Half of a UTF-16 character (JSON's \\ud83d alone) is no text: no file or database holds it."""
-    if not isinstance(text, str):
+    """A field name or value no file or database holds as text (caja.voucher.text_problem)."""
+    problem = text_problem(text) if isinstance(text, str) else None
+    if problem is None:
         return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return (f"field {field.encode('utf-8', 'backslashreplace').decode()!r} holds half of a character "
-                f"(\\u{ord(text[exc.start]):04x} without its pair); save the file again from its source")
-    return None
+    return f"field {field.encode('utf-8', 'backslashreplace').decode()!r} {problem}; save the file again from its source"
 
 
 def _read_json(text: str) -> list[_Row]:
@@ -269,8 +266,6 @@ def _parse(path: Path, key: str) -> dict[str, str]:
             raise _Bad(f"{row.where}: field {key!r} (the key) {state}; every record needs one")
         if value != value.strip():
             raise _Bad(f"{row.where}: field {key!r} (the key) is {value!r}, with spaces around it; remove them")
-        if "\0" in value:  # PostgreSQL's text holds no NUL, and no POS types one
-            raise _Bad(f"{row.where}: field {key!r} (the key) is {value!r}, which holds a NUL character; remove it")
         if value in seen:
             raise _Bad(f"{row.where}: field {key!r} (the key) is {value!r}, already used at {seen[value]}; keys must be unique")
         seen[value] = row.where.split(" (the header")[0]

@@ -100,10 +100,9 @@ def _publish_accounting(config: Config) -> None:
                 database.close()
 
     folder, limit = journal.export_folder(config), config.limits["caja_timeout_s"]
-    stuck = bounded.blocked(str(folder))
-    if stuck is not None and not stuck.wait_ended(config.limits["connect_timeout_s"]):  # not one more thread blocked beside it
-        since = stuck.started_at.astimezone(config.timezone)
-        why = f"it still has not answered the publish given up on at {since:%H:%M:%S %Z}"
+    stuck = bounded.still_blocked(str(folder), config.limits["connect_timeout_s"], config.timezone, "publish")
+    if stuck:  # not one more thread blocked beside it
+        why = f"it {stuck}"
     else:
         step = bounded.start(publish, f"publishing the accounting files in {folder}")
         try:

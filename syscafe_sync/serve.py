@@ -74,15 +74,12 @@ def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_not
     if stopping.requested.is_set():
         result.outcome, result.message = "failed", f"{what} {caja.name} not started: syscafe-sync is stopping; the next pass serves it."
         return
-    stuck = bounded.blocked(caja.root)
-    # A step cut off for taking too long is usually only winding down (cancelled, rolling back): given
-    # the time a share has to answer, it ends. One blocked on a frozen share does not.
-    if stuck is not None and not stuck.wait_ended(limits["connect_timeout_s"]):
+    stuck = bounded.still_blocked(caja.root, limits["connect_timeout_s"], config.timezone)
+    if stuck:
         # Not another thread blocked beside it, nor a wait for the lease that step still holds.
-        since = stuck.started_at.astimezone(config.timezone)
         result.outcome = "unreachable"
-        result.message = (f"{caja.root} still has not answered the {stuck.what} given up on at {since:%H:%M:%S %Z}; "
-                          f"nothing more is started there until it does: check that the caja is on and its folder shared.")
+        result.message = (f"{caja.root} {stuck}; nothing more is started there until it does: "
+                          f"check that the caja is on and its folder shared.")
         return
     lease = CajaLease(lease_name, limits["lease_s"])
     try:
