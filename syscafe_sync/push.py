@@ -452,12 +452,15 @@ class _CajaPushJob(CajaJob):
     def _snapshot(self, name, mode, disk_manifest, taken, fallback=None, trusted=None, extras=None):
         live = self.main.live(name)
         cat = self.main.catalogs[name]
-        if mode == "total" and not self.dry_run and trusted is not None and self._known_without_reading(name, trusted):
-            kept = {k: v for k, v in (extras or {}).items() if k not in live}
+        if not self.dry_run and trusted is not None and self._known_without_reading(name, trusted):
+            # The caja holds the main server's records at its version, none deleted since, and its own.
+            only_caja = {k: v for k, v in (extras or {}).items() if k not in live}
             current = None
         else:
-            current = self._caja_records(name, disk_manifest) if (mode == "total" or self.dry_run) else {}
-            kept = {k: v for k, v in current.items() if k not in live} if mode == "total" else {}
+            # A replace reads the caja only to say how many records it loses: what a reader there saw.
+            current = self._caja_records(name, disk_manifest)
+            only_caja = {k: v for k, v in current.items() if k not in live}
+        kept = only_caja if mode == "total" else {}
         records = {**kept, **live}
         if self.dry_run:
             outcome = CatalogOutcome(name, mode, cat.version, fallback=fallback)
@@ -468,6 +471,7 @@ class _CajaPushJob(CajaJob):
             return outcome, None, kept
         outcome, entry = self._write_snapshot(name, cat, mode, records, taken, shared=not kept)
         outcome.upserts = len(live)  # SPEC: every main-server record is upserted; what the caja keeps is not one
+        outcome.deletes = 0 if mode == "total" else len(only_caja)
         outcome.fallback = fallback
         return outcome, entry, kept
 

@@ -128,6 +128,34 @@ def test_total_keeps_records_only_the_caja_has_and_replace_drops_them(shop):
     assert out.mode == "replace" and "P001" not in view.records and view.sha256 == main_sha()
 
 
+def test_replace_counts_the_records_the_caja_loses_as_its_dry_run_does(shop):
+    """deletes: the records a reader at the caja saw before the replace and does not see after it, known
+    from the main server (records only the caja has) or, when it cannot know, read back from the caja."""
+    cfg, c1, c2, prices, tmp = shop
+    without_p001 = caja_only_p001(cfg, prices, tmp)  # CAJA1 alone keeps P001
+    run(cfg, "partial", "CAJA2")  # CAJA2 drops it, as the main server did
+    dry = run(cfg, "replace", dry_run=True)
+    assert [dry[c].catalogs[0].lose for c in ("CAJA1", "CAJA2")] == [["P001"], []]
+    res = run(cfg, "replace")
+    assert [(res[c].catalogs[0].upserts, res[c].catalogs[0].deletes) for c in ("CAJA1", "CAJA2")] == [(49, 1), (49, 0)]
+    assert "(+49 -1)" in res["CAJA1"].message
+    # Deleted on the main server since the cajas' version: the main server no longer has their data.
+    fewer = {k: v for k, v in without_p001.items() if k not in ("P003", "P004")}
+    reload(tmp, fewer)
+    assert run(cfg, "replace", "CAJA1", dry_run=True)["CAJA1"].catalogs[0].lose == ["P003", "P004"]
+    [out] = run(cfg, "replace", "CAJA1")["CAJA1"].catalogs
+    assert (out.upserts, out.deletes) == (47, 2)
+    # A manifest that is not the one the main server committed: what its reader sees is counted.
+    manifest = c2.root / "catalogs" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"format": 1,', '"format": 1, "edited": true,'))
+    assert len(read_catalog(c2.root, "products").records) == 49
+    [out] = run(cfg, "replace", "CAJA2")["CAJA2"].catalogs
+    assert (out.upserts, out.deletes) == (47, 2)
+    assert len(read_catalog(c2.root, "products").records) == 47
+    row = synclog.SyncLog.select().where(synclog.SyncLog.caja == "CAJA2").order_by(synclog.SyncLog.id.desc()).get()
+    assert json.loads(row.details)["catalogs"][0]["deletes"] == 2
+
+
 def test_total_keeps_the_cajas_own_records_from_what_the_main_server_knows_without_reading_them(shop):
     cfg, c1, _, prices, tmp = shop
     without_p001 = caja_only_p001(cfg, prices, tmp)
