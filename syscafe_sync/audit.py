@@ -109,12 +109,19 @@ class _Numbering:
 def gaps(code: str, day: dt.date | None = None) -> list[int]:
     """Missing numbers of `code`, in the order they would have been issued: on `day`, from the last
     number held for the days before up to the day's last; without a day, between the first and the
-    last number ever held. Only numbers the code's resolutions say were issued count (_Numbering)."""
+    last number ever held. Only numbers the code's resolutions say were issued count (_Numbering).
+    At most MAX_LISTED of them: `counted_gaps` also says how many there are in all."""
+    return counted_gaps(code, day)[0]
+
+
+def counted_gaps(code: str, day: dt.date | None = None) -> tuple[list[int], int]:
+    """(the first MAX_LISTED missing numbers, how many are missing in all): a list cut at MAX_LISTED must
+    not read as the whole of a jump of millions."""
     numbering = _Numbering(code)
     if day is None:
         held = [n for (n,) in Voucher.select(Voucher.number).where(Voucher.code == code).tuples()]
         if not held:
-            return []
+            return [], 0
         places = [numbering.place(n) for n in held]
         first, last = min(places), max(places)
     else:
@@ -122,28 +129,37 @@ def gaps(code: str, day: dt.date | None = None) -> list[int]:
         places = [numbering.place(n) for (n,) in Voucher.select(Voucher.number).where(
             (Voucher.code == code) & (Voucher.day == d)).tuples()]
         if not places:
-            return []
+            return [], 0
         before = numbering.last_before(d)
         first = (before[0], before[1] + 1) if before is not None else min(places)
         last = max(places)
     out: list[int] = []
+    total = 0
     for a, b in numbering.runs(first, last):
         # a number held under any day counts: a voucher filed in the wrong day's folder is not missing
-        held_here = [n for (n,) in Voucher.select(Voucher.number).where(
-            (Voucher.code == code) & (Voucher.number >= a) & (Voucher.number <= b)).order_by(Voucher.number).tuples()]
-        out += _missing(held_here, a, b, MAX_LISTED - len(out))
-        if len(out) >= MAX_LISTED:
-            break
-    return out
+        in_run = (Voucher.code == code) & (Voucher.number >= a) & (Voucher.number <= b)
+        total += b - a + 1 - Voucher.select().where(in_run).count()
+        if len(out) < MAX_LISTED:
+            held_here = [n for (n,) in Voucher.select(Voucher.number).where(in_run).order_by(Voucher.number).tuples()]
+            out += _missing(held_here, a, b, MAX_LISTED - len(out))
+    return out, total
+
+
+def listed(missing: list[int], total: int | None = None) -> str:
+    """The missing numbers in words, saying how many more there are past the ones listed."""
+    more = (total or 0) - len(missing)
+    return runs(missing) + (f" and {more} more ({total} in all)" if more > 0 else "")
 
 
 def log_gaps(caja: str, day: dt.date) -> None:
     """After an import that brought something: one warning naming the day's gaps of the caja's codes."""
-    found = {code: g for code in codes_of_day(caja, day) if (g := gaps(code, day))}
-    if found:
+    counted = {code: g for code in codes_of_day(caja, day) if (g := counted_gaps(code, day))[1]}
+    if counted:
+        found = {c: g for c, (g, _) in counted.items()}
         synclog.record(synclog.Entry(action="check", caja=caja, outcome="ok", level="warning",
-                                     message=f"{day}: numbers missing in " + "; ".join(f"{c}: {runs(g)}" for c, g in found.items()),
-                                     details={"date": day.isoformat(), "gaps": found}))
+                                     message=f"{day}: numbers missing in " + "; ".join(f"{c}: {listed(*g)}" for c, g in counted.items()),
+                                     details={"date": day.isoformat(), "gaps": found,
+                                              "missing_count": {c: n for c, (_, n) in counted.items()}}))
 
 
 def codes_of_day(caja: str, day: dt.date) -> list[str]:
@@ -180,9 +196,9 @@ def check(day: dt.date | None = None, caja: str | None = None) -> dict:
     ]
     missing = []
     for c, code in sorted(codes.tuples()):
-        g = gaps(code, day)
+        g, total = counted_gaps(code, day)
         if g:
-            missing.append({"caja": c, "code": code, "date": day.isoformat() if day else None, "missing": g})
+            missing.append({"caja": c, "code": code, "date": day.isoformat() if day else None, "missing": g, "missing_count": total})
     return {"date": day.isoformat() if day else None, "findings": found, "gaps": missing}
 
 
@@ -217,25 +233,40 @@ def _audit_caja(caja: str, day: dt.date) -> dict:
     except closings.Unusable as exc:
         out["problem"] = str(exc)
         said = {}
+    owners = registry.code_owner()
     for code in sorted(set(held) | set(said or {})):
         h = held.get(code, {"numbers": [], "voided": 0, "total": Decimal("0")})
         entry = {"count": len(h["numbers"]), "voided": h["voided"], "total": str(h["total"])}
         if said is None:
-            entry.update(status="no_closing", missing=gaps(code, day), extra=[], expected=None)
+            g, total = counted_gaps(code, day)
+            entry.update(status="no_closing", missing=g, missing_count=total, extra=[], expected=None)
+        elif "problem" in out:
+            # nothing to pair with: every held number is not "extra", the closing is unreadable
+            entry.update(status="mismatch", missing=[], extra=[], expected=None, problem=out["problem"])
         elif code not in said:
             entry.update(status="mismatch", missing=[], extra=h["numbers"][:MAX_LISTED], expected=None,
-                         problem="closing.json does not mention this code" if "problem" not in out else out["problem"])
+                         problem="closing.json does not mention this code")
         else:
             s = said[code]
-            missing = _missing(h["numbers"], s.first, s.last)
-            extra = [n for n in h["numbers"] if n < s.first or n > s.last][:MAX_LISTED]
+            # count 0: a code the POS lists with no sales that day; its first and last name no voucher
+            first, last = (s.first, s.last) if s.count else (1, 0)
+            missing = _missing(h["numbers"], first, last)
+            inside = sum(1 for n in h["numbers"] if first <= n <= last)
+            extra = [n for n in h["numbers"] if n < first or n > last][:MAX_LISTED]
             agrees = (not missing and not extra and len(h["numbers"]) == s.count and h["total"] == s.total and h["voided"] == s.voided)
-            entry.update(status="complete" if agrees else "mismatch", missing=missing, extra=extra,
-                         expected={"first": s.first, "last": s.last, "count": s.count, "voided": s.voided, "total": str(s.total)})
+            entry.update(status="complete" if agrees else "mismatch", missing=missing, missing_count=max(last - first + 1 - inside, 0),
+                         extra=extra, expected={"first": s.first, "last": s.last, "count": s.count, "voided": s.voided, "total": str(s.total)})
+            if not h["numbers"] and owners.get(code) not in (None, caja):
+                entry["problem"] = f"{code} is a code of {owners[code]}, not of {caja}; its vouchers are held under {owners[code]}"
         out["codes"][code] = entry
     if said is None and "problem" not in out:
         out["closing"] = False
     return out
+
+
+def failed(result: dict) -> bool:
+    """A code that does not match, or a closing.json that cannot be used, even on a day with no vouchers held."""
+    return any(c.get("problem") or any(e["status"] == "mismatch" for e in c["codes"].values()) for c in result["cajas"])
 
 
 def log_audit(result: dict) -> None:
@@ -247,7 +278,8 @@ def log_audit(result: dict) -> None:
             synclog.record(synclog.Entry(action="audit", caja=c["caja"], outcome="failed", level="error",
                                          message=f"{result['date']}: " + "; ".join(parts), details={"date": result["date"], "codes": bad}))
         else:
-            what = "no closing.json to pair with" if none else "every code complete" if c["codes"] else "no vouchers and no closing"
+            what = ("no closing.json to pair with" if none else "every code complete" if c["codes"]
+                    else "no vouchers and no closing" if c.get("closing") is False else "no vouchers, and a closing.json that lists none")
             synclog.record(synclog.Entry(action="audit", caja=c["caja"], outcome="ok", message=f"{result['date']}: {what}"))
 
 
@@ -256,12 +288,12 @@ def describe(e: dict) -> str:
     if e["status"] == "complete":
         return f"complete: {_vouchers(e['count'])}, {e['total']}"
     if e["status"] == "no_closing":
-        gaps_text = f", numbers missing {runs(e['missing'])}" if e["missing"] else ""
+        gaps_text = f", numbers missing {listed(e['missing'], e.get('missing_count'))}" if e["missing"] else ""
         return f"no closing.json; held {_vouchers(e['count'])}, {e['total']}{gaps_text}"
     x = e["expected"]
     parts = []
     if e["missing"]:
-        parts.append(f"missing {runs(e['missing'])}")
+        parts.append(f"missing {listed(e['missing'], e.get('missing_count'))}")
     if e["extra"]:
         parts.append(f"extra {runs(e['extra'])}")
     if x is None:
@@ -273,6 +305,8 @@ def describe(e: dict) -> str:
             parts.append(f"voided {e['voided']} held, {x['voided']} in closing.json")
         if Decimal(e["total"]) != Decimal(x["total"]):
             parts.append(f"total {e['total']} held, {x['total']} in closing.json")
+        if e.get("problem"):
+            parts.append(e["problem"])
     return "mismatch: " + ", ".join(parts)
 
 

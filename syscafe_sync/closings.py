@@ -45,7 +45,8 @@ def summaries(caja: str, day: dt.date) -> dict[str, CodeSummary] | None:
     if row is None:
         return None
     try:
-        doc = json.loads(row.document)
+        # parse_float: a total the POS wrote as a bare number keeps exactly the digits it wrote
+        doc = json.loads(row.document, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise Unusable(f"closing.json is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except ValueError:  # past what int() converts
@@ -58,8 +59,35 @@ def summaries(caja: str, day: dt.date) -> dict[str, CodeSummary] | None:
         raise Unusable(f"closing.json is for caja {doc.get('caja')!r}, date {doc.get('date')!r}, not {caja} {day}")
     out = {}
     for code, s in doc["codes"].items():
-        try:
-            out[code] = CodeSummary(int(s["first"]), int(s["last"]), int(s["count"]), int(s.get("voided", 0)), Decimal(str(s["total"])))
-        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
-            raise Unusable(f"closing.json codes.{code} needs first, last, count and total ({type(exc).__name__}: {exc})") from None
+        if not isinstance(s, dict) or not {"first", "last", "count", "total"} <= s.keys():
+            raise Unusable(f"closing.json codes.{code} needs first, last, count and total")
+        out[code] = CodeSummary(_whole(s["first"], code, "first"), _whole(s["last"], code, "last"),
+                                _whole(s["count"], code, "count"), _whole(s.get("voided", 0), code, "voided"),
+                                _money(s["total"], code))
     return out
+
+
+def _whole(value, code: str, key: str) -> int:
+    # int(1.9) would quietly audit against number 1, and int(True) against 1: neither is what the POS meant.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 19:
+        return int(value)
+    raise Unusable(f"closing.json codes.{code}.{key} is {_shown(value)}, not a whole number; the POS must write it as e.g. 1547")
+
+
+def _money(value, code: str) -> Decimal:
+    try:
+        total = Decimal(value) if isinstance(value, (str, Decimal, int)) and not isinstance(value, bool) else None
+    except InvalidOperation:
+        total = None
+    # NaN, sNaN and Infinity parse, but compare to no sum (sNaN even raises when compared)
+    if total is None or not total.is_finite():
+        raise Unusable(f"closing.json codes.{code}.total is {_shown(value)}, not an amount; "
+                       f"the POS must write it as a decimal string with a point, e.g. \"2450000.00\"")
+    return total
+
+
+def _shown(value) -> str:
+    text = str(value) if isinstance(value, Decimal) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:40] + "…"

@@ -57,7 +57,7 @@ def run(config: Config, now: dt.datetime | None = None) -> list[Check]:
     checks.append(_catalogs_cover(config, now))
     checks += _resolutions(cajas, now.astimezone(config.timezone).date())
     checks.append(_accounting())
-    checks.append(_clock(now))
+    checks.append(_clock(now, now.astimezone(config.timezone).date()))
     checks.append(_daemon(config, now))
     return checks
 
@@ -225,8 +225,10 @@ def _successor(code: str, current: dict, today: dt.date) -> dict | None:
 
 
 def _current(code: str, today: dt.date) -> dict | None:
-    """The resolution of `code` in force today with numbers left, the latest one first."""
-    for r in reversed(resolutions.listing(code, today)):
+    """The resolution of `code` in force today with numbers left, the latest granted first: by validity, not
+    by number, since DIAN may grant a new range below the one it replaces (the POS moves to it at once)."""
+    granted = sorted(resolutions.listing(code, today), key=lambda r: (r["valid_from"], r["from"]))
+    for r in reversed(granted):
         in_force = dt.date.fromisoformat(r["valid_from"]) <= today <= dt.date.fromisoformat(r["valid_to"])
         if in_force and (r["highest_number"] is None or r["highest_number"] < r["to"]):
             return r
@@ -247,16 +249,26 @@ def _accounting() -> Check:
     return Check("accounting mapping", "ok", f"{len(m.rows())} rows cover every payment method, tax, group and caja in use")
 
 
-def _clock(now: dt.datetime) -> Check:
+def _clock(now: dt.datetime, today: dt.date) -> Check:
     newest = SyncLog.select(fn.MAX(SyncLog.at)).scalar()
     if isinstance(newest, str):
         newest = dt.datetime.fromisoformat(newest)
+    # The log is written by this machine's own clock, so a clock that was always behind never shows there;
+    # the cajas' clocks do: their latest sales are then "in the future" here (and flagged so on import).
+    recent = [(today + dt.timedelta(days=n)).isoformat() for n in (-1, 0, 1)]
+    latest = (Voucher.select(Voucher.caja, Voucher.code, Voucher.number, Voucher.issued_utc)
+              .where(Voucher.day.in_(recent)).order_by(Voucher.issued_utc.desc()).first())
     if now.year < 2024:
         return Check("clock sane", "fail", f"this machine says it is {now:%Y-%m-%d %H:%M} UTC",
                      "set the date and time (and enable NTP: timedatectl set-ntp true, or Windows time sync)")
     if newest and newest - now > CLOCK_SKEW:
         return Check("clock sane", "fail", f"the log has a row written at {newest:%Y-%m-%d %H:%M} UTC, after this machine's now ({now:%Y-%m-%d %H:%M} UTC): the clock went back",
                      "set the date and time (and enable NTP: timedatectl set-ntp true, or Windows time sync)")
+    issued = latest and (dt.datetime.fromisoformat(latest.issued_utc) if isinstance(latest.issued_utc, str) else latest.issued_utc)
+    if issued and issued - now > CLOCK_SKEW:
+        return Check("clock sane", "fail", f"{latest.caja}'s voucher {latest.code}-{latest.number} was issued at {issued:%Y-%m-%d %H:%M} UTC, "
+                     f"after this machine's now ({now:%Y-%m-%d %H:%M} UTC): this machine's clock is behind, or {latest.caja}'s is ahead",
+                     f"set the date and time of the one that is wrong (and enable NTP on both: timedatectl set-ntp true, or Windows time sync)")
     return Check("clock sane", "ok", f"{now:%Y-%m-%d %H:%M} UTC")
 
 

@@ -22,6 +22,8 @@ from .db.models import Resolution, Voucher, utcnow
 from .errors import UsageError
 
 KIND = "numbering"
+# A voucher number is a BIGINT in the database; a range past it cannot be stored, nor any voucher in it.
+MAX_NUMBER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ def add(code: str, prefix: str, number_from: int, number_to: int, valid_from: dt
         raise UsageError("--prefix is empty; give the prefix the resolution authorises, e.g. POS2.")
     if number_from < 1 or number_to < number_from:
         raise UsageError(f"--from {number_from} --to {number_to} is not a range; the first number must be 1 or more and not above the last.")
+    if number_to > MAX_NUMBER:
+        raise UsageError(f"--to {number_to} is past the highest voucher number this program keeps ({MAX_NUMBER}); "
+                         f"give the last number the resolution authorises.")
     if valid_to < valid_from:
         raise UsageError(f"--valid-from {valid_from} is after --valid-to {valid_to}; give the dates of the resolution in order.")
     with write_transaction():

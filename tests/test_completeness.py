@@ -80,6 +80,21 @@ def test_each_finding_is_flagged_and_a_clean_voucher_is_not(cfg, two, spoil, kin
         "logged once, not on every pass"
 
 
+def test_a_line_without_its_optional_base_or_tax_amount_does_not_make_the_totals_wrong(cfg, two):
+    """Only `lines` and `totals.total` are required: the bases or taxes of some lines are no sum to hold
+    totals.base or totals.tax against."""
+    c1, _ = two
+    no_base, no_amount, wrong = (voucher("CAJA1", "FV1", n) for n in (1, 2, 3))
+    del no_base["lines"][1]["base"]
+    del no_amount["lines"][1]["taxes"][0]["amount"]
+    wrong["totals"]["base"] = "1.00"
+    for doc in (no_base, no_amount, wrong):
+        c1.raw(f"movements/{DAY}/FV1-{doc['number']}.json", json.dumps(doc))
+    imported(cfg)
+    assert findings_of("FV1", 1) == [] and findings_of("FV1", 2) == []
+    assert any(f["message"].startswith("totals.base is 1.00, but the lines' bases add up to") for f in findings_of("FV1", 3))
+
+
 def test_numbering_findings_follow_the_resolutions_and_are_checked_again_when_they_change(cfg, two):
     c1, _ = two
     resolutions.add("FV1", "POS1", 1, 100, dt.date(2026, 1, 1), dt.date(2026, 12, 31), "18764000001", tz=BOGOTA)
@@ -251,7 +266,8 @@ def test_gaps_count_only_the_numbers_the_resolutions_say_were_issued(cfg, two):
     assert audit.gaps("FV1") == [4, 6, 101, 102, 105]
     logged = SyncLog.select().where((SyncLog.action == "check") & (SyncLog.caja == "CAJA1")).order_by(SyncLog.id.desc()).first()
     assert logged.message == f"{DAY}: numbers missing in FV1: 8–10", "the import logged what it saw then, before B"
-    assert audit.check(DAY)["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [101, 102, 105]}]
+    assert audit.check(DAY)["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [101, 102, 105],
+                                         "missing_count": 3}]
     # a resolution recorded but never used, between the two, is skipped whole
     resolutions.add("FV1", "POS1", 50, 60, dt.date(2026, 6, 1), dt.date(2026, 12, 31), tz=BOGOTA)
     assert audit.gaps("FV1") == [4, 6, 101, 102, 105]
@@ -301,7 +317,7 @@ def test_vouchers_check_lists_findings_and_gaps(home, cfg, two):
     doc = cli_json(home, "vouchers", "check", "--date", DAY.isoformat())
     assert doc["date"] == DAY.isoformat()
     assert [(f["caja"], f["code"], f["number"], f["kind"]) for f in doc["findings"]] == [("CAJA2", "FV2", 1, "payments")]
-    assert doc["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [4]}]
+    assert doc["gaps"] == [{"caja": "CAJA1", "code": "FV1", "date": DAY.isoformat(), "missing": [4], "missing_count": 1}]
     only = cli_json(home, "vouchers", "check", "--caja", "CAJA1")
     assert only["findings"] == [] and only["gaps"][0]["missing"] == [4]
     text = run_cli(home, "vouchers", "check", check=0).stdout
@@ -379,6 +395,123 @@ def test_a_closing_that_cannot_be_read_is_a_mismatch_that_says_why(home, cfg, tw
     _closing(c1, [1])
     imported(cfg)
     assert cli_json(home, "audit", "--date", DAY.isoformat())["cajas"][0]["codes"]["FV1"]["status"] == "complete"
+
+
+def test_a_closing_that_lists_a_code_with_no_sales_that_day_is_complete(home, cfg, two):
+    """A POS may list every code of the caja in its informe Z, one with no sales as count 0: its first and
+    last name no voucher, and nothing is missing."""
+    c1, _ = two
+    c1.add_many(1, 2, day=DAY)
+    closing = make_closing("CAJA1", DAY, [voucher("CAJA1", "FV1", n) for n in (1, 2)])
+    closing["codes"]["NC1"] = {"first": 0, "last": 0, "count": 0, "voided": 0, "total": "0.00"}
+    c1.writer.write_closing(DAY, closing)
+    imported(cfg)
+    doc = cli_json(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")
+    nc1 = doc["cajas"][0]["codes"]["NC1"]
+    assert (nc1["status"], nc1["missing"], nc1["extra"], nc1["count"]) == ("complete", [], [], 0)
+    # a voucher held for a code the closing says had no sales is extra
+    c1.add(7, code="NC1", kind="credit_note")
+    imported(cfg)
+    proc = run_cli(home, "--json", "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")
+    assert proc.returncode == 1
+    nc1 = json.loads(proc.stdout)["cajas"][0]["codes"]["NC1"]
+    assert (nc1["status"], nc1["missing"], nc1["extra"]) == ("mismatch", [], [7])
+
+
+def test_a_closing_that_cannot_be_read_fails_the_audit_even_on_a_day_with_no_vouchers_held(home, cfg, two):
+    c1, _ = two
+    c1.raw(f"movements/{DAY}/closing.json", "{not json")  # every voucher of the day refused, or never written
+    imported(cfg)
+    proc = run_cli(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")
+    assert proc.returncode == 1, proc.stdout
+    assert "CAJA1: closing.json is not valid JSON" in proc.stdout and "no closing.json" not in proc.stdout
+    row = SyncLog.select().where((SyncLog.action == "audit") & (SyncLog.caja == "CAJA1")).get()
+    assert row.outcome == "failed" and "not valid JSON" in row.message
+    # a closing that lists no code, on a day with none held, agrees; and is not called missing
+    c1.writer.write_closing(DAY, {"format": 1, "caja": "CAJA1", "date": DAY.isoformat(), "codes": {}})
+    imported(cfg)
+    proc = run_cli(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1", check=0)
+    assert "CAJA1: no vouchers, and a closing.json that lists none" in proc.stdout
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("total", "sNaN", 'codes.FV1.total is "sNaN", not an amount'),            # compared, it raised
+    ("total", "NaN", 'codes.FV1.total is "NaN", not an amount'),
+    ("total", "71.728,00", 'codes.FV1.total is "71.728,00", not an amount'),  # the Colombian spelling
+    ("first", 1.9, "codes.FV1.first is 1.9, not a whole number"),              # was audited as 1
+    ("count", True, "codes.FV1.count is true, not a whole number"),            # was audited as 1
+])
+def test_a_closing_with_a_value_that_is_no_number_says_which_and_how_to_write_it(home, cfg, two, key, value, words):
+    c1, _ = two
+    c1.add_many(1, 2)
+    closing = make_closing("CAJA1", DAY, [voucher("CAJA1", "FV1", n) for n in (1, 2)])
+    closing["codes"]["FV1"][key] = value
+    c1.raw(f"movements/{DAY}/closing.json", json.dumps(closing))
+    imported(cfg)
+    proc = run_cli(home, "--json", "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")
+    assert proc.returncode == 1, proc.stderr
+    [caja1] = json.loads(proc.stdout)["cajas"]
+    assert words in caja1["problem"], caja1
+    fv1 = caja1["codes"]["FV1"]
+    assert (fv1["status"], fv1["missing"], fv1["extra"]) == ("mismatch", [], []), "nothing to pair with: no number is called extra"
+
+
+def test_a_total_written_as_a_json_number_keeps_its_digits(home, cfg, two):
+    c1, _ = two
+    c1.add_many(1, 2)
+    closing = make_closing("CAJA1", DAY, [voucher("CAJA1", "FV1", n) for n in (1, 2)])
+    text = json.dumps(closing).replace(f'"total": "{closing["codes"]["FV1"]["total"]}"', f'"total": {closing["codes"]["FV1"]["total"]}')
+    c1.raw(f"movements/{DAY}/closing.json", text)
+    imported(cfg)
+    e = cli_json(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")["cajas"][0]["codes"]["FV1"]
+    assert e["status"] == "complete" and e["expected"]["total"] == closing["codes"]["FV1"]["total"]
+
+
+def test_a_closing_naming_another_cajas_code_says_whose_it_is(home, cfg, two):
+    c1, c2 = two
+    c1.add(1)
+    c2.add_many(1, 3)
+    closing = make_closing("CAJA1", DAY, [voucher("CAJA1", "FV1", 1)])
+    closing["codes"]["FV2"] = {"first": 1, "last": 3, "count": 3, "voided": 0, "total": "107592.00"}
+    c1.writer.write_closing(DAY, closing)
+    imported(cfg)
+    proc = run_cli(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")
+    assert proc.returncode == 1
+    assert "CAJA1 FV2: mismatch: missing 1–3" in proc.stdout and "FV2 is a code of CAJA2, not of CAJA1" in proc.stdout
+
+
+def test_gaps_past_the_listing_limit_say_how_many_are_missing_in_all(home, cfg, two):
+    """A typo a million numbers ahead: the list stays bounded, and says it is cut, with the true count."""
+    c1, _ = two
+    resolutions.add("FV1", "POS1", 1, 5_000_000, dt.date(2026, 1, 1), dt.date(2027, 12, 31), tz=BOGOTA)
+    for n in (1, 2, 3, 4_000_000):
+        c1.add(n)
+    imported(cfg)
+    all_missing = 4_000_000 - 4
+    [g] = cli_json(home, "vouchers", "check", "--date", DAY.isoformat())["gaps"]
+    assert len(g["missing"]) == audit.MAX_LISTED and g["missing"][0] == 4 and g["missing_count"] == all_missing
+    more = f"4–{3 + audit.MAX_LISTED} and {all_missing - audit.MAX_LISTED} more ({all_missing} in all)"
+    assert f"numbers missing {more}" in run_cli(home, "vouchers", "check", "--date", DAY.isoformat(), check=0).stdout
+    e = cli_json(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")["cajas"][0]["codes"]["FV1"]
+    assert (e["status"], e["missing_count"]) == ("no_closing", all_missing)
+    logged = SyncLog.select().where((SyncLog.action == "check") & (SyncLog.caja == "CAJA1")).get()
+    assert logged.message == f"{DAY}: numbers missing in FV1: {more}"
+    # the same against a closing.json that says the POS issued them all
+    closing = {"format": 1, "caja": "CAJA1", "date": DAY.isoformat(),
+               "codes": {"FV1": {"first": 1, "last": 4_000_000, "count": 4_000_000, "voided": 0, "total": "1.00"}}}
+    c1.writer.write_closing(DAY, closing)
+    imported(cfg)
+    proc = run_cli(home, "audit", "--date", DAY.isoformat(), "--caja", "CAJA1")
+    assert proc.returncode == 1 and f"missing {more}" in proc.stdout
+
+
+def test_a_resolution_past_the_biggest_voucher_number_is_refused_with_exit_2(home, two):
+    proc = run_cli(home, "resolution", "add", "FV1", "--prefix", "POS1", "--from", "1", "--to", "99999999999999999999",
+                   "--valid-from", "2026-01-01", "--valid-to", "2026-12-31")
+    assert proc.returncode == 2, proc.stderr
+    assert "--to 99999999999999999999 is past the highest voucher number" in proc.stderr and "unexpected" not in proc.stderr
+    assert cli_json(home, "resolution", "list")["resolutions"] == []
+    assert SyncLog.select().where((SyncLog.action == "resolution add") & (SyncLog.outcome == "refused")).count() == 1
 
 
 # --- doctor: resolutions --------------------------------------------------------------------------
@@ -474,6 +607,26 @@ def test_a_successor_recorded_clears_a_resolution_that_ends_soon_but_not_one_run
     importer.import_day(cfg, [], today, "skip")
     check = _resolution_check(cfg, now=now)
     assert check.status == "fail" and "ends in 20 days and is 95.0 % used" in check.message
+
+
+def test_doctor_judges_the_resolution_granted_last_even_when_it_numbers_below_the_old_one(cfg, two):
+    """DIAN granted 1–999 after 1000–5000, and the POS moved to it: the old range ending soon asks for nothing."""
+    c1, _ = two
+    now, today = _today(cfg)
+    days = lambda n: today + dt.timedelta(days=n)  # noqa: E731
+    resolutions.add("FV1", "POS1", 1000, 5000, days(-300), days(10), "OLD", tz=BOGOTA)
+    resolutions.add("FV1", "POS1", 1, 999, days(-5), days(700), "NEW", tz=BOGOTA)
+    c1.add(1000, day=days(-6))
+    c1.add(1, day=today)
+    for day in (days(-6), today):
+        importer.import_day(cfg, [], day, "skip")
+    check = _resolution_check(cfg, now=now)
+    assert check.status == "ok" and check.message.startswith(f"POS1 1–999 until {days(700)}"), check.message
+    # the new one running out of numbers is still failed, whatever the old one has left
+    c1.add(950, day=today)
+    importer.import_day(cfg, [], today, "skip")
+    check = _resolution_check(cfg, now=now)
+    assert check.status == "fail" and "resolution NEW of FV1" in check.message and "95.1 % used" in check.message, check.message
 
 
 # Catalog files that hold everything the test voucher uses (seller V04, paid EF, lines ALM-EJ INC 8 and GAS-400 IVA 19)…

@@ -79,6 +79,25 @@ def test_a_clock_that_went_back_fails(cfg, two):
     assert check["status"] == "fail" and "the clock went back" in check["message"]
 
 
+def test_a_clock_always_behind_the_cajas_fails_though_the_log_agrees_with_it(cfg, two):
+    """The log is written by this machine's clock, so one that was always 3 hours behind never shows there;
+    the cajas' latest sales, issued after this machine's now, do."""
+    from syscafe_sync import importer
+
+    c1, _ = two
+    now = utcnow()
+    today = now.astimezone(cfg.timezone).date()
+    c1.add(1, day=today, issued=now.astimezone(BOGOTA) - dt.timedelta(minutes=1))
+    importer.import_day(cfg, [], today, "skip")
+    SyncLog.delete().execute()  # as written by the clock that is behind: nothing after its now
+    behind = now - dt.timedelta(hours=3)
+    check = by_check(doctor.as_dict(doctor.run(cfg, behind)))["clock sane"]
+    assert check["status"] == "fail", check
+    assert "CAJA1's voucher FV1-1 was issued at" in check["message"] and "this machine's clock is behind, or CAJA1's is ahead" in check["message"]
+    assert "set-ntp true" in check["fix"]
+    assert by_check(doctor.as_dict(doctor.run(cfg, now)))["clock sane"]["status"] == "ok"
+
+
 def test_a_year_before_2024_fails_the_clock_even_with_an_empty_log(cfg, two):
     # a dead CMOS battery on a fresh install: no log row is newer to compare with
     SyncLog.delete().execute()

@@ -25,7 +25,7 @@ def vouchers_check(app: App, day, caja):
     rows = [[f["date"], f["caja"], f"{f['code']}-{f['number']}", f["kind"], f["message"]] for f in result["findings"]]
     click.echo(render_table(["date", "caja", "voucher", "kind", "finding"], rows) if rows else "no findings")
     for g in result["gaps"]:
-        click.echo(f"gap: {g['caja']} {g['code']}{' on ' + g['date'] if g['date'] else ''}: numbers missing {audit.runs(g['missing'])}")
+        click.echo(f"gap: {g['caja']} {g['code']}{' on ' + g['date'] if g['date'] else ''}: numbers missing {audit.listed(g['missing'], g['missing_count'])}")
 
 
 @click.command("audit")
@@ -35,7 +35,7 @@ def vouchers_check(app: App, day, caja):
 def audit_cmd(app: App, day, caja):
     """Pairs each caja's closing.json with what the main server holds, per code: missing, extra, count, total, voided.
 
-    Exits 1 when a code does not match (a day with no closing.json is reported, not failed).
+    Exits 1 when a code does not match or a closing.json cannot be used (a day with no closing.json is reported, not failed).
     """
     cfg = app.open()
     day = resolve_day(day, cfg) or dt.datetime.now(cfg.timezone).date() - dt.timedelta(days=1)
@@ -43,14 +43,15 @@ def audit_cmd(app: App, day, caja):
     audit.log_audit(result)
     lines = [f"audit {result['date']}"]
     for c in result["cajas"]:
-        if not c["codes"]:
-            lines.append(f"{c['caja']}: no vouchers and no closing.json")
+        if not c["codes"] and not c.get("problem"):
+            lines.append(f"{c['caja']}: " + ("no vouchers and no closing.json" if c.get("closing") is False
+                                            else "no vouchers, and a closing.json that lists none"))
         for code, e in c["codes"].items():
             lines.append(f"{c['caja']} {code}: {audit.describe(e)}")
-        if c.get("problem"):
+        if c.get("problem") and not c["codes"]:  # otherwise each code's line says it
             lines.append(f"{c['caja']}: {c['problem']}")
     app.emit(result, "\n".join(lines))
-    if any(e["status"] == "mismatch" for c in result["cajas"] for e in c["codes"].values()):
+    if audit.failed(result):
         raise SystemExit(1)
 
 
