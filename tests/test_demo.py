@@ -36,7 +36,7 @@ def _check_report(report: dict) -> None:
     fv3 = [c for c in report["audit"][1]["cajas"] if c["caja"] == "CAJA3"][0]["codes"]["FV3"]
     assert fv3["missing"] == [2010] and fv3["count"] == 7 and fv3["expected"]["count"] == 8
     assert [(f["code"], f["number"], f["kind"]) for f in report["check"]["findings"]] == [("FV1", 1014, "payments")]
-    assert report["check"]["gaps"] == [{"caja": "CAJA3", "code": "FV3", "date": None, "missing": [2010]}]
+    assert report["check"]["gaps"] == [{"caja": "CAJA3", "code": "FV3", "date": None, "missing": [2010], "missing_count": 1}]
     pushed = report["catalogs_push"]["results"]
     assert [(r["caja"], r["outcome"]) for r in pushed] == [("CAJA1", "ok"), ("CAJA2", "ok"), ("CAJA3", "ok")]
     acc = report["accounting"]
