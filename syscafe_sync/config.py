@@ -14,6 +14,7 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import platformdirs
 
@@ -31,8 +32,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "url": "",
     },
     "sync": {
-        # Minutes between two passes of the service; decimals allowed.
-        "interval_minutes": 5,
+        # Minutes between two passes of the service; decimals allowed, so a float: validate() takes each type from here.
+        "interval_minutes": 5.0,
         "timezone": "America/Bogota",
         # After downtime the service imports every day not closed yet (no closing.json), this many days back (today included).
         "catch_up_days": 7,
@@ -225,9 +226,13 @@ def load(home: str | os.PathLike | None = None, db_url: str | None = None, *, mu
     path = home_path / CONFIG_FILE
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            # utf-8-sig: Windows Notepad may start the file with a byte order mark, which TOML does not allow.
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file or delete it and run `syscafe-sync init`.") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text ({exc}); save it again as UTF-8 (in Notepad: Save as, "
+                              "Encoding UTF-8) or delete it and run `syscafe-sync init`.") from exc
         _merge(values, data, path)
     elif must_exist:
         raise NotInitialised(f"{home_path} has no {CONFIG_FILE}; run `syscafe-sync --home {home_path} init` first.")
@@ -236,6 +241,46 @@ def load(home: str | os.PathLike | None = None, db_url: str | None = None, *, mu
     config = Config(home=home_path, db_url=url, values=values)
     validate(config)
     return config
+
+
+def _check_db_url(config: Config) -> None:
+    """Refuses a database URL that would open another database than the one it names, or none."""
+    url = config.db_url
+    given = url not in (config.values["database"]["url"], default_db_url(config.home))
+    if given:
+        where = "--db / SYSCAFE_SYNC_DB"
+    elif config.values["database"]["url"]:
+        where = f"{config.config_path}: database.url"
+    else:
+        where = f"the home {config.home}"
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 - parsing the port is what raises for "host:abc"
+    except ValueError as exc:
+        raise ConfigError(f"{where}: the database URL {mask_password(url)!r} cannot be read ({exc}); write it as "
+                          "postgresql://USER@HOST[:PORT]/DBNAME or sqlite:///PATH.") from None
+    if parsed.scheme.split("+")[0] != "sqlite":
+        return
+    path = url.partition(":///")[2]
+    if parsed.fragment or parsed.query or "#" in path or "?" in path:
+        # The URL parser stops the path at "#" or "?": the database would be a file elsewhere, named after part of it.
+        fix = ("use a home whose path has neither, or keep it and give --db sqlite:///PATH naming a file elsewhere"
+               if where.startswith("the home") else "name a file whose path has neither")
+        raise ConfigError(f"{where}: the database path {path!r} holds '#' or '?', which a sqlite:/// URL cannot carry; "
+                          f"{fix}.")
+    if path and path != ":memory:" and not given and not Path(path).is_absolute():
+        # Relative to the folder a command happens to run in: the service and a person's shell would use two databases.
+        raise ConfigError(f"{where} = {url!r} names a relative path; give the full path, e.g. "
+                          f"\"sqlite:///{(config.home / path).as_posix()}\", so every command and the service open the same file.")
+
+
+def mask_password(url: str) -> str:
+    """The URL without what may be a password, for a URL too broken for db.redact to parse."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def _merge(values: dict, data: dict, path: Path) -> None:
@@ -272,6 +317,7 @@ def validate(config: Config) -> None:
     destination = config.values["accounting"]["destination"]
     if destination not in ("csv", "json", "http"):
         raise ConfigError(f"{config.config_path}: accounting.destination = {destination!r} must be \"csv\", \"json\" or \"http\".")
+    _check_db_url(config)
     url = config.values["database"]["url"]
     if url:
         from .db import kind, redact

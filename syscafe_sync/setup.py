@@ -10,6 +10,7 @@ from . import db as db_mod
 from . import findings, resolutions, synclog
 from .db import migrations, write_transaction
 from .db.models import Resolution, Voucher
+from .errors import ConfigError
 
 
 def open_home(home, db_url) -> config_mod.Config:
@@ -22,6 +23,7 @@ def open_config(cfg: config_mod.Config) -> config_mod.Config:
     db_mod.require_file(cfg.db_url)
     db = db_mod.connect(cfg.db_url)
     db_mod.require_schema(db)
+    migrations.refuse_newer(db)
     synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
     return cfg
 
@@ -61,8 +63,13 @@ def recheck_other_day(tz) -> int:
 
 
 def init(cfg: config_mod.Config) -> dict:
-    cfg.home.mkdir(parents=True, exist_ok=True)
-    config_path = config_mod.write_default(cfg.home)
+    try:
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        config_path = config_mod.write_default(cfg.home)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the home {cfg.home} and its {config_mod.CONFIG_FILE} ({exc.strerror or exc}); "
+                          "give --home (or SYSCAFE_SYNC_HOME) a folder this user may write, or run as the user "
+                          "the service runs as.") from None
     # Re-read: a configuration that already existed may hold values that must be valid.
     cfg = config_mod.load(cfg.home, cfg.db_url)
     db = db_mod.connect(cfg.db_url)

@@ -18,29 +18,29 @@ import structlog
 from .db import write_transaction
 from .db.models import SyncLog, utcnow
 from .db.prepared import Prepared, slot
+from .errors import ConfigError
 
 LEVELS = ("debug", "info", "warning", "error")
 _LOGGER_NAME = "syscafe_sync"
 
 
-def setup(log_path: Path, max_bytes: int, backups: int) -> None:
-    """Sends structlog events as JSON lines to a rotating file under home."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger(_LOGGER_NAME)
-    for h in list(logger.handlers):
-        if getattr(h, "baseFilename", None) == str(log_path):
-            return
-        logger.removeHandler(h)
-        h.close()
-    handler = logging.handlers.RotatingFileHandler(log_path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
+class _OneLine(logging.Formatter):
+    """The message only: a traceback is already inside the JSON object (format_exc_info), and the text that
+    logging appends after it would break the file's one-object-a-line promise to log shippers."""
+
+    def formatException(self, ei) -> str:
+        return ""
+
+    def formatStack(self, stack_info) -> str:
+        return ""
+
+
+def _configure() -> None:
     structlog.configure(
         processors=[
             structlog.stdlib.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="at"),
+            structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -49,8 +49,53 @@ def setup(log_path: Path, max_bytes: int, backups: int) -> None:
     )
 
 
+def _quiet_until_setup() -> None:
+    # Before setup() (a refusal while the home is being opened) an event has no file to go to; structlog's own
+    # default would print it on stdout, in the middle of a --json document, and logging's last resort on stderr,
+    # beside the CLI's one-line error. The database row is written all the same.
+    logger = logging.getLogger(_LOGGER_NAME)
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    _configure()
+
+
+def setup(log_path: Path, max_bytes: int, backups: int) -> None:
+    """Sends structlog events as JSON lines to a rotating file under home."""
+    logger = logging.getLogger(_LOGGER_NAME)
+    for h in list(logger.handlers):
+        if getattr(h, "baseFilename", None) == str(log_path):
+            return
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(log_path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    except OSError as exc:
+        # Typically a file the service created as another user: say so instead of a traceback.
+        raise ConfigError(f"cannot write the log file {log_path} ({exc.strerror or exc}); run this command as the user the "
+                          "service runs as, or give this user write access to that folder.") from None
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    handler.setFormatter(_OneLine("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    _configure()
+
+
+def file_path() -> Path | None:
+    """The log file events go to, None before setup()."""
+    for h in logging.getLogger(_LOGGER_NAME).handlers:
+        if getattr(h, "baseFilename", None):
+            return Path(h.baseFilename)
+    return None
+
+
 def logger():
     return structlog.get_logger(_LOGGER_NAME)
+
+
+_quiet_until_setup()
 
 
 @dataclass

@@ -140,6 +140,22 @@ def test_config_that_is_not_utf8_gives_exit_2(home):
     (home / "config.toml").write_bytes(b"[sync]\ntimezone = \"Am\xe9rica\"\n")
     line = one_error_line(run_cli(home, "caja", "list", check=2))
     assert str(home / "config.toml") in line
+    assert "save it again as UTF-8" in line  # the fix, not only the codec's complaint
+
+
+def test_config_saved_by_notepad_with_a_byte_order_mark_and_crlf_is_read(home):
+    (home / "config.toml").write_bytes("\ufeff# Café\r\n[limits]\r\nlease_s = 7.5\r\n".encode("utf-8"))
+    assert config_mod.load(home).limits["lease_s"] == 7.5
+    run_cli(home, "caja", "list", check=0)
+
+
+def test_interval_minutes_takes_decimals_as_the_template_says(home):
+    assert "decimals allowed" in config_mod.TEMPLATE
+    write_config(home, sync={"interval_minutes": 0.5})
+    assert config_mod.load(home).get("sync", "interval_minutes") == 0.5
+    run_cli(home, "caja", "list", check=0)
+    write_config(home, sync={"interval_minutes": 2})  # a whole number stays good
+    assert config_mod.load(home).get("sync", "interval_minutes") == 2
 
 
 def test_init_over_a_bad_config_refuses_and_keeps_the_file(home):
@@ -271,6 +287,64 @@ def test_a_sqlite_url_that_names_no_file_gives_exit_2_and_creates_nothing(tmp_pa
     line = one_error_line(proc)
     assert repr(url) in line and "sqlite:///PATH" in line
     assert not any(p.suffix == ".db" for p in tmp_path.rglob("*")), "no database file made from part of the URL"
+
+
+@pytest.mark.parametrize("url", ["postgresql://syscafe:s3cret-pw@127.0.0.1:notaport/x", "postgresql://syscafe:s3cret-pw@[::1/x",
+                                 "postgresql://syscafe:s3cret-pw@127.0.0.1:99999/x"])
+@pytest.mark.parametrize("where", ["option", "file"])
+def test_a_database_url_that_cannot_be_parsed_gives_exit_2_without_its_password(tmp_path, url, where):
+    home = tmp_path / "home"
+    if where == "option":
+        proc = run_cli(home, "--db", url, "--json", "init", check=2)
+        assert not home.exists()
+    else:
+        home.mkdir()
+        write_config(home, database={"url": url})
+        proc = run_cli(home, "--json", "init", check=2)
+        assert str(home / "config.toml") in proc.stderr
+    line = one_error_line(proc)
+    assert proc.stdout == ""
+    assert "cannot be read" in line and "syscafe:***@" in line and "s3cret-pw" not in line
+
+
+def test_a_home_whose_path_holds_a_hash_is_refused_before_anything_is_made(tmp_path):
+    """A sqlite:/// URL ends its path at '#': the database went to the file "Sucursal " beside the home, and
+    every later command said `run init`."""
+    home = tmp_path / "Sucursal #2"
+    line = one_error_line(run_cli(home, "init", check=2))
+    assert str(home) in line and "'#'" in line
+    assert list(tmp_path.iterdir()) == []
+    # the way out the message gives: the database elsewhere
+    db = tmp_path / "data" / "main.db"
+    run_cli(home, "--db", f"sqlite:///{db}", "init", check=0)
+    run_cli(home, "--db", f"sqlite:///{db}", "caja", "list", check=0)
+    assert db.is_file() and not (tmp_path / "Sucursal ").exists()
+    # spaces and accents are fine
+    cafe = tmp_path / "Café Central"
+    run_cli(cafe, "init", check=0)
+    run_cli(cafe, "caja", "list", check=0)
+    assert (cafe / "syscafe-sync.db").is_file()
+
+
+def test_a_relative_sqlite_path_in_the_config_file_is_refused(tmp_path, monkeypatch):
+    """It would be read from whatever folder a command runs in: the service and the shell would use two databases."""
+    home = tmp_path / "home"
+    home.mkdir()
+    write_config(home, database={"url": "sqlite:///main.db"})
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(run_cli(home, "init", check=2))
+    assert str(home / "config.toml") in line and "relative" in line
+    assert f'"sqlite:///{(home / "main.db").as_posix()}"' in line
+    assert not (tmp_path / "main.db").exists()
+
+
+def test_a_home_that_cannot_be_created_gives_exit_2_naming_it(tmp_path):
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    home = tmp_path / "afile" / "home"
+    proc = run_cli(home, "--json", "init", check=2)
+    line = one_error_line(proc)
+    assert proc.stdout == ""
+    assert f"cannot create the home {home}" in line
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------

@@ -84,7 +84,20 @@ def test_filter_by_caja(log_home):
     row(t, "three", caja=None, action="init")
     row(t, "four", caja="CAJA1")
     assert messages(log_home, "--caja", "CAJA1") == ["one", "four"]
-    assert messages(log_home, "--caja", "CAJA9") == []
+
+
+def test_a_caja_neither_registered_nor_in_the_log_gives_exit_2_naming_the_known_ones(log_home):
+    """Empty output for a mistyped name reads as "nothing happened to it"; a removed caja's rows still show."""
+    t = day_at(dt.date(2020, 1, 2), 12)
+    row(t, "one", caja="CAJA1")
+    row(t, "gone", caja="CAJA5", action="caja remove")  # not registered any more, but in the log
+    assert messages(log_home, "--caja", "CAJA5") == ["gone"]
+    for _ in range(2):  # the refusal, logged under the name given, does not make the name known
+        proc = run_cli(log_home, "log", "--caja", "caja1", check=2)
+        assert proc.stdout == ""
+        assert "'caja1'" in proc.stderr and "CAJA1, CAJA5" in proc.stderr and "case-sensitive" in proc.stderr
+    refused = SyncLog.select().where(SyncLog.outcome == "refused")
+    assert [(r.caja, r.action) for r in refused] == [("caja1", "log"), ("caja1", "log")]
 
 
 def test_filter_by_action(log_home):
@@ -172,7 +185,7 @@ def test_filters_combine(log_home):
 # --- refusals -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("option,value", [("--since", "banana"), ("--until", "next tuesday"), ("--since", "2h ago"),
-                                          ("--since", "2020-13-01")])
+                                          ("--since", "2020-13-01"), ("--since", "100000000d"), ("--until", "99999999999d")])
 def test_bad_time_gives_exit_2_naming_the_option_and_value(log_home, option, value):
     proc = run_cli(log_home, "log", option, value, check=2)
     [line] = proc.stderr.splitlines()
@@ -182,11 +195,12 @@ def test_bad_time_gives_exit_2_naming_the_option_and_value(log_home, option, val
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("args", [("--limit", "0"), ("--limit", "x"), ("--level", "loud")])
+@pytest.mark.parametrize("args", [("--limit", "0"), ("--limit", "x"), ("--level", "loud"), ("--limit", "99999999999999999999")])
 def test_bad_limit_or_level_gives_exit_2(log_home, args):
     proc = run_cli(log_home, "log", *args, check=2)
     assert args[0] in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
 
 
 # --- follow ---------------------------------------------------------------------------------------
@@ -280,6 +294,34 @@ def test_log_file_rotates_keeping_the_configured_backups(tmp_path, cfg):
         assert newest[-1] == "entry 29"
     finally:
         synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+
+
+def test_a_traceback_stays_inside_its_json_line(tmp_path, cfg):
+    """The file promises one JSON object a line to log shippers; logging appended a traceback as bare text."""
+    path = tmp_path / "tb" / "syscafe-sync.log"
+    synclog.setup(path, 1 << 20, 1)
+    try:
+        try:
+            {}["missing"]
+        except KeyError:
+            synclog.logger().error("unexpected error", command="x", exc_info=True)
+            synclog.logger().exception("unexpected error", command="y")
+        events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert [e["command"] for e in events] == ["x", "y"]
+        for e in events:
+            assert "Traceback (most recent call last)" in e["exception"] and "KeyError: 'missing'" in e["exception"]
+    finally:
+        synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+
+
+def test_a_log_file_that_cannot_be_opened_gives_exit_2_naming_it_and_an_empty_stdout(log_home):
+    """As when the service created it as another user; here the name is taken by a folder, which fails for root too."""
+    (log_home / "logs" / "syscafe-sync.log").unlink()
+    (log_home / "logs" / "syscafe-sync.log").mkdir()
+    proc = run_cli(log_home, "--json", "caja", "list", check=2)
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert f"cannot write the log file {log_home / 'logs' / 'syscafe-sync.log'}" in line and "write access" in line
 
 
 def test_log_file_settings_come_from_the_configuration(log_home):

@@ -221,6 +221,8 @@ def test_migrate_refuses_a_target_that_holds_data_and_changes_nothing(tmp_path, 
     ("mysql://root@localhost/x", "must be an empty PostgreSQL database"),
     ("sqlite:///:memory:", "in-memory database is gone"),
     ("SOURCE", "is the database being copied"),
+    ("postgresql://syscafe:s3cret-pw@dbhost:notaport/x", "--to postgresql://syscafe:***@dbhost:notaport/x: the URL cannot be read"),
+    ("postgresql://syscafe:s3cret-pw@[::1/x", "--to postgresql://syscafe:***@[::1/x: the URL cannot be read"),
 ])
 def test_migrate_refuses_a_target_it_cannot_copy_into(tmp_path, target, said):
     home = tmp_path / "home"
@@ -229,7 +231,7 @@ def test_migrate_refuses_a_target_it_cannot_copy_into(tmp_path, target, said):
     before = row_counts(source)
     target = f"sqlite:///{home / '.' / config_mod.DB_FILE}" if target == "SOURCE" else target  # the same file, spelt otherwise
     proc = run_cli(home, "migrate", "--to", target, check=2)
-    assert said in proc.stderr and "Traceback" not in proc.stderr
+    assert said in proc.stderr and "Traceback" not in proc.stderr and "s3cret-pw" not in proc.stderr
     assert row_counts(source) == before | {"sync_log": before["sync_log"] + 1}, "only the refusal is logged"
 
 
@@ -312,3 +314,14 @@ def test_a_batch_into_sqlite_is_split_under_its_parameter_limit(tmp_path):
         database.initialize(None)
         source.close()
         target.close()
+
+
+def test_migrate_into_a_url_with_a_password_tells_the_url_to_paste_without_it(tmp_path, pg_url):
+    """The redacted URL (`:***@`) pasted under [database] as told would make "***" the password."""
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    proc = run_cli(home, "migrate", "--to", pg_url.replace("@", ":s3cret-pw@", 1), check=0)
+    assert "s3cret-pw" not in proc.stdout + proc.stderr + (home / "logs" / "syscafe-sync.log").read_text(encoding="utf-8")
+    [next_line] = [x for x in proc.stdout.splitlines() if x.startswith("next:")]
+    assert f'url = "{pg_url}"' in next_line and "~/.pgpass" in next_line
+    assert "***" not in next_line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from conftest import run_cli
@@ -61,3 +62,37 @@ def test_a_postgresql_database_of_version_5_gets_double_precision_lease_times(tm
     assert "PostgreSQL: lease expiry and durations in double precision" in run_cli(home, "--db", pg_url, "init", check=0).stdout
     assert types() == [("lease", "double precision"), ("sync_log", "double precision")]
     con.close()
+
+
+def test_a_schema_newer_than_this_program_is_refused_and_left_as_it_is(tmp_path):
+    """syscafe-sync downgraded after a later one ran `init`: its tables may hold what this one cannot keep."""
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    db = home / "syscafe-sync.db"
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("INSERT INTO schema_version VALUES (?, 'a later migration', '2027-01-01T00:00:00+00:00')", (LATEST + 1,))
+    for args in (("init",), ("caja", "list"), ("log",)):
+        proc = run_cli(home, "--json", *args, check=2)
+        assert proc.stdout == ""
+        [line] = proc.stderr.splitlines()
+        assert f"version {LATEST + 1} ('a later migration'), newer than this syscafe-sync knows (version {LATEST})" in line
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (LATEST + 1,)
+    con.close()
+
+
+def test_a_refusal_before_the_log_file_is_open_leaves_stdout_to_the_json_document(tmp_path):
+    """After upgrading syscafe-sync, before `init`: the refusal is logged in the database, and structlog, not yet
+    set up, printed it on stdout too, in front of what a script reads as JSON."""
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    con = sqlite3.connect(home / "syscafe-sync.db")
+    with con:
+        con.execute("DELETE FROM schema_version WHERE version = ?", (LATEST,))
+    proc = run_cli(home, "--json", "caja", "list", check=2)
+    assert proc.stdout == ""
+    assert f"needs {LATEST}; run `syscafe-sync init`" in proc.stderr
+    # still logged, where it can be
+    assert con.execute("SELECT action, outcome FROM sync_log WHERE outcome = 'refused'").fetchall() == [("caja list", "refused")]
+    con.close()
+    assert json.loads(run_cli(home, "--json", "init", check=0).stdout)["schema_version"] == LATEST

@@ -7,6 +7,7 @@ import functools
 import json
 import re
 import sys
+import traceback
 from dataclasses import dataclass, field
 
 import click
@@ -93,9 +94,16 @@ class Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as exc:
-            # A bug of ours: one sentence for the person, the traceback for the log file.
-            synclog.logger().exception("unexpected error", command=ctx.meta.get("syscafe.command"))
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}; the traceback is in the log file under home, please report it.", err=True)
+            # A bug of ours: one sentence for the person, the traceback for the log file. Before the log file is
+            # set up there is none: then stderr gets it, never stdout (which may be carrying a --json document).
+            where = synclog.file_path()
+            if where is not None:
+                synclog.logger().error("unexpected error", command=ctx.meta.get("syscafe.command"), exc_info=True)
+                told = f"the traceback is in {where}"
+            else:
+                traceback.print_exc(file=sys.stderr)
+                told = "the traceback is above"
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc}; {told}, please report it.", err=True)
             ctx.exit(1)
 
 
@@ -180,7 +188,10 @@ def parse_moment(text: str, cfg: config_mod.Config, what: str) -> dt.datetime:
     m = _RELATIVE.match(t)
     if m:
         n, unit = int(m.group(1)), m.group(2)
-        return now - dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+        try:
+            return now - dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+        except OverflowError:  # 99999999d: before year 1
+            raise UsageError(f"{what} {text!r} reaches back before the year 1; give fewer days, or a date like 2026-11-22.") from None
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:

@@ -28,7 +28,7 @@ def _line(row, tz) -> str:
 @click.option("--since", metavar="T", help="From this time: 2026-11-22, 2026-11-22T14:00, today, yesterday, 2h, 7d.")
 @click.option("--until", metavar="T", help="Before this time (same forms as --since).")
 @click.option("--level", type=click.Choice(synclog.LEVELS), help="This level and above.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N rows.")
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), help="Only the newest N rows.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows as they come (Ctrl-C stops).")
 @click.option("--poll", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between two looks with --follow.")
 @pass_app
@@ -41,6 +41,8 @@ def log_cmd(app: App, caja, action, since, until, level, limit, follow, poll):
         since=parse_moment(since, cfg, "--since") if since else None,
         until=parse_moment(until, cfg, "--until") if until else None,
     )
+    if caja:
+        _known_caja(caja, follow)
     last_id = 0
 
     def show(rows):
@@ -58,6 +60,27 @@ def log_cmd(app: App, caja, action, since, until, level, limit, follow, poll):
             show(synclog.query(after_id=last_id, **filters))
     except KeyboardInterrupt:
         pass
+
+
+def _known_caja(name: str, follow: bool) -> None:
+    """A mistyped or wrongly cased name (caja2 for CAJA2) would print nothing and exit 0: read as "nothing
+    happened to that caja". A removed caja is not registered, but its rows stay and are shown. --follow may
+    wait for a caja about to be registered: it is told, on stderr, and goes on."""
+    from ..db.models import Caja, SyncLog
+    from ..errors import UnknownCaja
+
+    # This very refusal is logged under the name it was given: it must not make the name known next time.
+    seen = SyncLog.caja.is_null(False) & ~((SyncLog.action == "log") & (SyncLog.outcome == "refused"))
+    if Caja.get_or_none(Caja.name == name) or SyncLog.get_or_none(seen & (SyncLog.caja == name)):
+        return
+    known = sorted({c for (c,) in SyncLog.select(SyncLog.caja).where(seen).distinct().tuples()}
+                   | {c.name for c in Caja.select(Caja.name)})
+    said = (f"--caja {name!r}: no caja of that name is registered or in the log (known: {', '.join(known) or 'none yet'}); "
+            "names are case-sensitive, see `syscafe-sync caja list`")
+    if follow:
+        click.echo(f"Note: {said}; waiting for its rows.", err=True)
+        return
+    raise UnknownCaja(said + ".")
 
 
 COMMANDS = [log_cmd]

@@ -60,10 +60,13 @@ def migrate(app: App, target: str, batch: int):
     synclog.record(synclog.Entry(action="migrate", outcome="ok", duration_s=done["duration_s"],
                                  message=f"copied to {done['target']}: {done['rows']} rows in {len(done['tables'])} tables, "
                                          "counts and sha256 verified", details=done))
+    # The line to paste: the redacted URL would set the password to "***"; the password belongs in ~/.pgpass.
+    paste = done["target"].replace(":***@", "@", 1)
+    pgpass = " and its password in ~/.pgpass of the service's user" if paste != done["target"] else ""
     app.emit(done, "\n".join(
         [f"{t['table']:<16} {t['rows']:>9} rows  sha256 {t['sha256'][:16]}…" for t in done["tables"]]
         + [f"copied and verified {done['rows']} rows in {done['duration_s']:.1f} s into {done['target']}",
-           f"next: put url = \"{done['target']}\" under [database] in {cfg.config_path} (or give --db / SYSCAFE_SYNC_DB) "
+           f"next: put url = \"{paste}\" under [database] in {cfg.config_path}{pgpass} (or give --db / SYSCAFE_SYNC_DB) "
            "from now on; `syscafe-sync doctor` checks it"]))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from peewee import Database, PostgresqlDatabase
 
+from ..errors import UsageError
 from . import models as m
 
 
@@ -100,11 +101,24 @@ def current_version(db: Database) -> int:
     return row.version if row else 0
 
 
+def refuse_newer(db: Database) -> None:
+    """A schema a later syscafe-sync upgraded (the program was downgraded since) may hold tables, columns or
+    meanings this one does not know: writing to it could break it for the version that made it."""
+    version = current_version(db)
+    if version <= LATEST:
+        return
+    newest = m.SchemaVersion.select().order_by(m.SchemaVersion.version.desc()).first()
+    raise UsageError(f"the database schema is at version {version} ({newest.name!r}), newer than this syscafe-sync "
+                     f"knows (version {LATEST}): a later syscafe-sync upgraded it. Nothing was changed; install that "
+                     "later version again (pip install --upgrade syscafe-sync), or give --db another database.")
+
+
 def upgrade(db: Database, data: dict[int, Callable[[], None]] | None = None) -> list[str]:
     """Applies every migration not yet applied; returns the names of those it ran. `data`: a fix of the rows
     by migration version, for what needs more than the database (the configured time zone), run in that
     migration's transaction."""
     db.create_tables([m.SchemaVersion])
+    refuse_newer(db)
     ran = []
     from . import write_transaction
 
