@@ -19,18 +19,26 @@ import socket
 import time
 from urllib.parse import urlparse
 
-from apscheduler.jobstores.base import ConflictingIdError
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import health, importer, passes, registry, shared, stopping, synclog
 from .config import Config
-from .db.models import database, utcnow
+from .db import write_transaction
+from .db.models import Lease, database, utcnow
 from .errors import LeaseLost, SyncError
 from .lease import CajaLease
 from .shared import Share
 from .watch import Watcher
 
+
+
+# A week: a daemon that passes less often serves nobody, and a schedule beyond the calendar's end overflows.
+MAX_INTERVAL_MIN = 7 * 24 * 60
+# A job due further off than its own interval means the wall clock went back (see _mend_schedule); one second
+# more, for the instants between the scheduler's reading of the clock and ours.
+CLOCK_SLACK = dt.timedelta(seconds=1)
 
 
 class AlreadyRunning(SyncError):
@@ -63,11 +71,22 @@ class Daemon:
                  shared: bool | None = None):
         self.config = config
         minutes = interval_minutes if interval_minutes is not None else config.get("sync", "interval_minutes")
-        if not minutes > 0:
+        if not 0 < minutes <= MAX_INTERVAL_MIN:  # NaN too; inf and 1e300 overflowed the schedule after the start was logged
             from .errors import UsageError
 
-            raise UsageError(f"--interval {minutes!r}: the interval must be a number of minutes greater than zero, like 5 or 0.5.")
+            given = f"--interval {minutes!r}" if interval_minutes is not None else f"{config.config_path}: sync.interval_minutes = {minutes!r}"
+            raise UsageError(f"{given}: the interval must be a number of minutes greater than zero and at most "
+                             f"{MAX_INTERVAL_MIN} (a week), like 5 or 0.5.")
         self.interval_s = float(minutes) * 60
+        try:  # here, before anything is taken or logged: a trigger that cannot be made refuses the start
+            self.pass_trigger = IntervalTrigger(seconds=self.interval_s, timezone=config.timezone)
+            # Renewed well before it runs out, so a daemon that is alive is never taken over.
+            self.lease_trigger = IntervalTrigger(seconds=max(1.0, config.limits["lease_s"] / 4), timezone=config.timezone)
+        except OverflowError as exc:
+            from .errors import UsageError
+
+            raise UsageError(f"{config.config_path}: limits.lease_s = {config.limits['lease_s']!r} is too large to "
+                             f"schedule ({exc}); use a number of seconds like 120.") from exc
         self.watch = config.get("sync", "watch") if watch is None else watch
         self.debounce_s = config.get("sync", "watch_debounce_s")
         self.lease = CajaLease(health.DAEMON_LEASE, config.limits["lease_s"])
@@ -102,25 +121,51 @@ class Daemon:
         mode = f", shared with {len(shared.live_members()) - 1} other services" if self.share else ""
         self._log("start", f"daemon started: a pass every {self.interval_s / 60:g} min, file events {'on' if self.watch else 'off'}, process {os.getpid()}{mode}",
                   details={"interval_s": self.interval_s, "shared": bool(self.share)})
-        self.scheduler.add_job(self._pass, IntervalTrigger(seconds=self.interval_s), id="pass", next_run_time=dt.datetime.now(self.config.timezone))
-        # Renewed well before it runs out, so a daemon that is alive is never taken over.
-        self.scheduler.add_job(self._renew, IntervalTrigger(seconds=max(1.0, self.config.limits["lease_s"] / 4)), id="lease")
+        # Back to the pool: this thread's connection, idle for the whole run, would be a dead one by the stop after
+        # PostgreSQL restarted, and the stop would fail (exit 1) on it, its lease kept.
+        database.close()
+        self.scheduler.add_job(self._pass, self.pass_trigger, id="pass", next_run_time=dt.datetime.now(self.config.timezone))
+        self.scheduler.add_job(self._renew, self.lease_trigger, id="lease")
         if self.watch:
-            self.watcher = Watcher(self._on_voucher)
+            self.watcher = Watcher(self._on_voucher, self.config.limits["connect_timeout_s"])
         self.scheduler.start()
         notify("READY=1")
         try:
             while not stopping.requested.wait(1.0):
-                pass
+                self._mend_schedule()
         finally:
             notify("STOPPING=1")
             self._shutdown()
         return 0
 
+    def _mend_schedule(self) -> None:
+        """Brings jobs back after the wall clock went back (an NTP step, a person setting the clock).
+
+        APScheduler sleeps on the monotonic clock but keeps its run times in wall-clock time: set back an
+        hour, the clock left the next pass an hour and one interval away, and the daemon did nothing, not
+        even renew its lease, for that hour. Going forward needs nothing: what fell due runs at once."""
+        now = dt.datetime.now(self.config.timezone)
+        mended = []
+        for job in self.scheduler.get_jobs():
+            most = job.trigger.interval if isinstance(job.trigger, IntervalTrigger) else dt.timedelta(seconds=self.debounce_s)
+            if job.next_run_time is not None and job.next_run_time - now > most + CLOCK_SLACK:
+                late = (job.next_run_time - now - most).total_seconds()
+                try:
+                    job.modify(next_run_time=now)
+                except JobLookupError:
+                    continue  # a file event's import, run and gone meanwhile
+                mended.append((job.id, late))
+        if mended:
+            back = max(s for _, s in mended)
+            self._log("clock", f"the system clock went back about {back:.0f} s (an NTP correction, or set by hand); "
+                      f"{', '.join(j for j, _ in mended)} would have waited that long: run now, then on the interval again",
+                      level="warning", details={"back_s": round(back, 3), "jobs": [j for j, _ in mended]})
+            database.close()
+
     def _take_database(self) -> None:
         """One daemon alone (the "daemon" lease), or one member among shared ones; never a mix of the two."""
         if self.share is None:
-            if not self.lease.try_acquire():
+            if not self.lease.try_acquire() and not self._take_left_behind():
                 raise AlreadyRunning(f"another syscafe-sync daemon serves this database: {self.lease.describe_holder()}; "
                                      "stop that one first, or give this one another --home or --db.")
             members = shared.live_members()
@@ -134,22 +179,44 @@ class Daemon:
                                  "restart it with --shared (or sync.shared = true) to share the cajas, or stop it first.")
         self.share.join()
 
+    def _take_left_behind(self) -> bool:
+        """Takes the daemon lease over from a process that is not its holder any more (health.left_behind)."""
+        held = Lease.get_or_none(Lease.name == health.DAEMON_LEASE)
+        if not health.left_behind(held):
+            return False
+        with write_transaction():  # only that row: a daemon that took the lease meanwhile keeps it
+            Lease.update(expires_at=0.0).where((Lease.name == held.name) & (Lease.holder == held.holder)).execute()
+        if not self.lease.try_acquire():
+            return False
+        self._log("start", f"the daemon lease named process {held.pid} on {held.host}, which is not the syscafe-sync "
+                  "that took it (left by one that ran before this machine restarted): taken over", level="warning")
+        return True
+
     def _shutdown(self) -> None:
         started = time.monotonic()
         if self.watcher:
             self.watcher.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # the pass in hand has seen the stop and ends at its next safe point
-        if self.share:
-            self.share.leave()  # the others take this one's cajas at their next pass
-        else:
-            self.lease.release()
+        try:
+            if self.share:
+                self.share.leave()  # the others take this one's cajas at their next pass
+            else:
+                self.lease.release()
+        except Exception as exc:  # the database down at the stop: the stop is still a stop (exit 0)
+            self._log("stop", f"daemon stopping: cannot give its lease back ({exc}); it runs out within "
+                      f"{self.config.limits['lease_s']:g} s (limits.lease_s)", outcome="failed", level="error")
         self._log("stop", f"daemon stopped after {self.passes} passes ({time.monotonic() - started:.1f} s to stop)")
         if not database.is_closed():
             database.close()
 
     def _log(self, mode: str, message: str, outcome: str = "ok", level: str = "info", **counts) -> None:
-        synclog.record(synclog.Entry(action="daemon", mode=mode, outcome=outcome, level=level, message=message, **counts))
+        try:
+            synclog.record(synclog.Entry(action="daemon", mode=mode, outcome=outcome, level=level, message=message, **counts))
+        except Exception as exc:
+            # The database gone (PostgreSQL down, the disk full): the service goes on, and the log file says what
+            # happened, where before only a traceback, at every pass, reached the journal.
+            synclog.logger().error(f"{message} (not in the database: {exc})", action="daemon", mode=mode, outcome=outcome)
 
     def _renew(self) -> None:
         try:
@@ -161,6 +228,9 @@ class Daemon:
             # Stalled past lease_s, and another daemon started meanwhile: two must not serve alone.
             self._log("stop", f"daemon stopping: {exc}", outcome="failed", level="error")
             stopping.requested.set()
+        except Exception as exc:  # the database away for a moment: the next renewal, lease_s / 4 later, tries again
+            self._log("lease", f"cannot renew the daemon lease now ({exc}); it is tried again at the next renewal",
+                      outcome="failed", level="warning")
         finally:
             database.close()
 
@@ -213,5 +283,7 @@ class Daemon:
             importer.import_caja(self.config, registry.get(caja), day, "skip", None, utcnow())
         except SyncError:
             pass  # the caja was removed meanwhile
+        except Exception as exc:  # the database away: the next pass imports it
+            self._log("watch", f"the import of {caja} after a file event could not run: {exc}", outcome="failed", level="error")
         finally:
             database.close()

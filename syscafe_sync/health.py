@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 from . import shared, synclog
 from .db import lock, write_transaction
@@ -53,11 +54,41 @@ def failing() -> dict[str, CajaHealth]:
     return {h.caja: h for h in CajaHealth.select().where(CajaHealth.failures > 0)}
 
 
+def left_behind(lease: Lease | None) -> bool:
+    """Whether an unexpired lease naming a live process of this machine was left by a syscafe-sync that no
+    longer runs. After a power cut the machine is often back within lease_s, and its old pids are handed out
+    again: to this very process (the same boot order), or to one that is not syscafe-sync at all. Believing
+    such a lease, the service refused to start with exit 2, which systemd does not restart."""
+    if lease is None or lease.host != HOST:
+        return False
+    if lease.pid == os.getpid():
+        return True  # not this process's lease: its holder name is new in every process
+    try:
+        with open(f"/proc/{lease.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        started = _started_at(lease.pid)
+    except OSError:
+        return False  # no /proc (Windows), or not ours to read: the lease runs out on its own within lease_s
+    # Both, so that neither a daemon run under another name nor a clock set back misleads it alone.
+    foreign = b"syscafe_sync" not in cmdline and b"syscafe-sync" not in cmdline
+    return foreign and started > lease.acquired_at.timestamp() + 1  # btime has whole seconds
+
+
+def _started_at(pid: int) -> float:
+    """When process `pid` started, in seconds since the epoch (Linux)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22, counted after the command's name
+    with open("/proc/stat", "rb") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def daemon_status(now: dt.datetime | None = None) -> dict:
     """Whether a daemon serves this database now (its lease), and its last pass."""
     now = now or utcnow()
     lease = Lease.get_or_none(Lease.name == DAEMON_LEASE)
-    running = lease is not None and lease.expires_at > now.timestamp() and (lease.host != HOST or pid_alive(lease.pid))
+    running = (lease is not None and lease.expires_at > now.timestamp() and (lease.host != HOST or pid_alive(lease.pid))
+               and not left_behind(lease))
     members = [] if running else shared.live_members(now.timestamp())
     holder = f"process {lease.pid} on {lease.host}" if running else None
     if members:

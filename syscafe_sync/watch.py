@@ -16,6 +16,7 @@ from collections.abc import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from . import bounded
 from .caja import layout
 from .storage.local import on_local_disk
 
@@ -40,12 +41,29 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    """One watchdog observer over every watchable caja root (the root: a new caja has no movements/ yet)."""
+    """One watchdog observer over every watchable caja root (the root: a new caja has no movements/ yet).
 
-    def __init__(self, on_voucher: OnVoucher):
+    Every look at a root is bounded (`timeout`): a root on a mount whose machine stopped answering, but of a
+    type not known as a network one, looks local, and one os.path.isdir there blocked the service's pass,
+    every pass after it and its stop, for as long as the mount stayed frozen. Such a root is remembered as
+    given up on (bounded.give_up, by root, as serve_caja does), and left alone until it answers again."""
+
+    def __init__(self, on_voucher: OnVoucher, timeout: float = 5.0):
         self.on_voucher = on_voucher
+        self.timeout = timeout
         self.observer = None
         self.watches: dict[str, tuple[str, object]] = {}
+
+    def _ask(self, root: str, question, what: str):
+        """question() within timeout; None when the root does not answer, now or since an earlier question."""
+        if bounded.blocked(root) is not None:
+            return None
+        step = bounded.start(question, f"{what} {root}")
+        try:
+            return step.wait(self.timeout)
+        except bounded.TimedOut:
+            bounded.give_up(root, step)
+            return None
 
     def update(self, cajas: list) -> list[str]:
         """Watches these cajas (name and root), no others; returns the names watched."""
@@ -54,26 +72,51 @@ class Watcher:
             self.observer = Observer()
             self.observer.start()
             self.watches = {}
-        wanted = {c.name: c.root for c in cajas if on_local_disk(c.root)}
+        # name -> root, for the local folders there; a root that does not answer is left as it is
+        wanted, silent = {}, set()
+        for c in cajas:
+            local = self._ask(c.root, lambda root=c.root: on_local_disk(root) and os.path.isdir(root), "looking at")
+            if local is None:
+                silent.add(c.name)
+            elif local:
+                wanted[c.name] = c.root
         alive = {e.watch for e in self.observer.emitters if e.is_alive()}
         for name, (root, watch) in list(self.watches.items()):
+            if name in silent:
+                continue
             # a watch whose folder went away (a disk unplugged, a folder restored) is dead: start it again
-            if wanted.get(name) != root or not os.path.isdir(root) or watch not in alive:
+            if wanted.get(name) != root or watch not in alive:
                 self.observer.unschedule(watch)
                 del self.watches[name]
         for name, root in wanted.items():
-            if name in self.watches or not os.path.isdir(root):
+            if name in self.watches:
                 continue
+            observer = self.observer
             try:
-                watch = self.observer.schedule(_Handler(name, root, self.on_voucher), root, recursive=True)
+                # watchdog walks the folder to watch it, holding the observer's lock
+                watch = self._ask(root, lambda: observer.schedule(_Handler(name, root, self.on_voucher), root, recursive=True),
+                                  "watching")
             except OSError:
                 continue  # inotify limits, permissions: the interval still serves this caja
+            if watch is None:
+                # That lock stays held by the walk: the observer can do nothing more, and another one is made
+                # at the next pass (this one's threads end with the process).
+                self.observer, self.watches = None, {}
+                return []
             self.watches[name] = (root, watch)
-        return sorted(self.watches)
+        return sorted(n for n in self.watches if n not in silent)
 
     def stop(self) -> None:
-        if self.observer is not None:
-            self.observer.stop()
-            if self.observer.is_alive():
-                self.observer.join(5)
-            self.observer = None
+        observer, self.observer = self.observer, None
+        if observer is None:
+            return
+
+        def stop():
+            observer.stop()
+            if observer.is_alive():
+                observer.join(5)
+
+        try:
+            bounded.call(stop, self.timeout + 5, "stopping the file events")
+        except bounded.TimedOut:
+            pass  # a watch still blocked on a frozen folder holds it: its threads end with the process

@@ -36,6 +36,11 @@ class SyscafeSyncService(win32serviceutil.ServiceFramework):
         self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_MS)
         stopping.requested.set()
 
+    def SvcShutdown(self):
+        # Windows shutting down: pywin32 accepts the service manager's shutdown control only where this exists,
+        # and without it the service was never told, and ended in the middle of its pass.
+        self.SvcStop()
+
     def SvcDoRun(self):
         home = win32serviceutil.GetServiceCustomOption(self._svc_name_, "home")
         db_url = win32serviceutil.GetServiceCustomOption(self._svc_name_, "db") or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
-from conftest import cli_env, cli_json, run_cli, voucher, write_config
+from conftest import CajaFolder, cli_env, cli_json, run_cli, voucher, write_config
 
 from syscafe_sync import catchup, passes, registry, stopping
 from syscafe_sync.caja import make_closing
@@ -272,10 +273,192 @@ def test_passes_missed_while_the_machine_slept_run_once_however_late(home, cfg, 
     assert len(log_rows("daemon", "pass")) == 2, history()
 
 
+@pytest.mark.slow
+def test_after_the_clock_goes_back_the_passes_go_on(home, cfg, two, core):
+    interval = 3.0
+    service = Daemon(cfg, interval / 60, watch=False)
+    core(service)
+    assert wait_for(lambda: log_rows("daemon", "pass"), 15), history()
+    # What the clock set back an hour leaves behind: APScheduler keeps its run times in wall-clock time,
+    # so the next pass, and the lease's renewal, are an hour and an interval away.
+    ahead = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    for job in ("pass", "lease"):
+        service.scheduler.modify_job(job, next_run_time=ahead + service.scheduler.get_job(job).trigger.interval)
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 3, 4 * interval + 10), f"passes go on\n{history()}"
+    told = log_rows("daemon", "clock")
+    assert len(told) == 1 and told[0].level == "warning" and re.search(r"clock went back about 3[56]\d\d s", told[0].message), history()
+    assert {job.id: job.next_run_time < ahead for job in service.scheduler.get_jobs()} == {"pass": True, "lease": True}
+
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+@pytest.mark.slow
+def test_the_real_clock_set_back_an_hour_does_not_stop_the_passes(home, two, daemon, tmp_path):
+    if not os.path.exists(FAKETIME):
+        why = f"libfaketime is not installed ({FAKETIME}: Debian package faketime)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why + "; .ci/run installs it")
+        pytest.skip(why)
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    # Only this daemon's wall clock moves; its monotonic clock, which APScheduler sleeps on, stays real.
+    proc = daemon(home, "--interval", "0.05", "--no-watch", env={
+        "LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_DONT_RESET": "1"})
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 2, 20), history()
+    offset.write_text("-3600\n")
+    seen = len(log_rows("daemon", "pass"))
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= seen + 2, 30), f"passes go on\n{history()}"
+    assert [r.level for r in log_rows("daemon", "clock")] == ["warning"], history()
+    assert stop(proc)[0] == 0
+
+
+def test_a_daemon_lease_left_from_before_the_machine_restarted_does_not_keep_the_service_out(home, two, daemon):
+    from syscafe_sync.db.models import Lease
+    from syscafe_sync.lease import HOST
+
+    # A power cut, and the machine back within lease_s: the lease the old daemon renewed says it has 100 s
+    # left, and names a pid that this boot handed out again, to a process that is no syscafe-sync.
+    before_the_restart = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+    time.sleep(1.5)  # /proc's start times are whole seconds of the boot time, plus clock ticks
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        Lease.create(name="daemon", holder=f"{HOST}:{other.pid}:00000000", host=HOST, pid=other.pid,
+                     acquired_at=before_the_restart, expires_at=time.time() + 100)
+        assert not cli_json(home, "caja", "list")["daemon"]["running"]
+        proc = daemon(home, "--interval", "5", "--no-watch")
+        assert wait_for(lambda: log_rows("daemon", "pass") or proc.poll() is not None, 20), history()
+        assert proc.poll() is None, f"refused, exit {proc.returncode}: {proc.communicate()[1]}"
+        took = log_rows("daemon", "start")[0]
+        assert took.level == "warning" and f"named process {other.pid} on {HOST}" in took.message and "taken over" in took.message
+        assert cli_json(home, "caja", "list")["daemon"]["holder"].startswith(f"process {proc.pid} on ")
+        assert stop(proc)[0] == 0
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_daemon_lease_naming_the_new_daemons_own_pid_is_taken_over(home, two):
+    # The same boot order after a restart gives the daemon the very pid its predecessor had: `exec` keeps
+    # the shell's pid, which the lease names.
+    write = ("import datetime as dt, sys, time; from syscafe_sync import setup; from syscafe_sync.db.models import Lease; "
+             "from syscafe_sync.lease import HOST; setup.open_home(sys.argv[1], None); pid = int(sys.argv[2]); "
+             "Lease.create(name='daemon', holder=f'{HOST}:{pid}:00000000', host=HOST, pid=pid, "
+             "acquired_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1), expires_at=time.time() + 100)")
+    script = f'"$1" -c "$2" "$3" $$ && exec "$1" -m syscafe_sync --home "$3" daemon --interval 5 --no-watch'
+    proc = subprocess.Popen(["sh", "-c", script, "sh", sys.executable, write, str(home)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(home))
+    try:
+        assert wait_for(lambda: log_rows("daemon", "pass") or proc.poll() is not None, 30), history()
+        assert proc.poll() is None, f"refused, exit {proc.returncode}: {proc.communicate()[1]}"
+        assert f"named process {proc.pid} on" in log_rows("daemon", "start")[0].message
+        assert stop(proc)[0] == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+class _CutProxy:
+    """A TCP proxy in front of PostgreSQL that can be cut, as when the server restarts: new connections are
+    reset, open ones dropped; and put back."""
+
+    def __init__(self, port: int):
+        self.target, self.up, self.open = port, threading.Event(), []
+        self.up.set()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # a reset, at once
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            a.close()
+            b.close()
+
+    def cut(self):
+        self.up.clear()
+        for s in self.open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.cut()
+        self.sock.close()
+
+
+@pytest.mark.slow
+def test_postgresql_going_away_and_back_is_logged_and_the_stop_after_it_is_clean(pg_home, caja_folder, daemon):
+    from urllib.parse import urlparse
+
+    from conftest import PG_HOMES
+
+    url = urlparse(PG_HOMES[pg_home])
+    c1 = caja_folder("CAJA1")
+    registry.add("CAJA1", str(c1.root))
+    proxy = _CutProxy(url.port)
+    try:
+        through = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
+        proc = daemon(pg_home, "--interval", "0.05", "--no-watch", env={"SYSCAFE_SYNC_DB": through})
+        assert wait_for(lambda: len(log_rows("daemon", "pass")) >= 2, 20), history()
+        proxy.cut()
+        log_file = pg_home / "logs" / "syscafe-sync.log"
+        # Nothing reaches the database now: the file is the only place a person sees the outage in.
+        assert wait_for(lambda: "pass could not run" in log_file.read_text(encoding="utf-8"), 20), log_file.read_text()
+        seen = len(log_rows("daemon", "pass"))
+        proxy.up.set()
+        assert wait_for(lambda: len(log_rows("daemon", "pass")) >= seen + 2, 30), history()
+        code, _, err = stop(proc)
+        assert code == 0, err  # a dead connection kept from the start made the stop fail, and keep the lease
+        assert "Traceback" not in err, err
+        assert log_rows("daemon", "stop"), history()
+    finally:
+        proxy.close()
+
+
 def test_a_bad_interval_is_refused_with_exit_2(home):
     proc = run_cli(home, "daemon", "--interval", "0")
     assert proc.returncode == 2
     assert "--interval 0" in proc.stderr and "greater than zero" in proc.stderr
+
+
+@pytest.mark.parametrize("minutes", ["inf", "1e300", "10081"])
+def test_an_interval_no_schedule_can_hold_is_refused_before_anything_starts(home, minutes):
+    proc = run_cli(home, "daemon", "--interval", minutes, "--no-watch", timeout=30)
+    assert proc.returncode == 2, proc.stderr  # not 1, which systemd restarts every RestartSec for ever
+    assert f"--interval {float(minutes)!r}" in proc.stderr and "at most 10080 (a week)" in proc.stderr
+    assert "unexpected" not in proc.stderr
+    assert not log_rows("daemon", "start"), "refused before it started"
+    assert CajaLease("daemon", 1).try_acquire(), "the database was not left taken"
+    if minutes == "inf":
+        return  # TOML's inf is refused by the configuration's own check
+    write_config(home, sync={"interval_minutes": float(minutes)})
+    proc = run_cli(home, "daemon", "--no-watch", timeout=30)
+    assert proc.returncode == 2 and f"sync.interval_minutes = {float(minutes)!r}" in proc.stderr, proc.stderr
+    assert str(home / "config.toml") in proc.stderr
 
 
 # --- catch-up -------------------------------------------------------------------------------------
@@ -443,6 +626,25 @@ def test_caja_list_shows_the_daemon_and_its_last_pass(home, two, daemon):
     assert stop(proc)[0] == 0
     after = cli_json(home, "caja", "list")["daemon"]
     assert not after["running"] and after["last_pass"] == listed["last_pass"]
+
+
+@pytest.mark.slow
+def test_a_watched_folder_on_a_mount_that_stops_answering_holds_neither_the_passes_nor_the_stop(home, caja_folder, frozen_mount, daemon):
+    write_config(home, limits={"connect_timeout_s": 1.0, "caja_timeout_s": 5.0})
+    # A share mounted on the main server, of a type not known as a network one: it looks local, and is watched.
+    frozen = CajaFolder(frozen_mount.mountpoint / "CAJA1", "CAJA1", ["FV1", "NC1"])
+    registry.add("CAJA1", str(frozen.root))
+    registry.add("CAJA2", str(caja_folder("CAJA2").root))
+    proc = daemon(home, "--interval", "0.05")
+    assert wait_for(lambda: "watching 2 local folders" in ([r.message for r in log_rows("daemon", "pass")] or [""])[-1], 20), history()
+    frozen_mount.freeze()
+    # The passes go on, CAJA1 failing and CAJA2 served; before, the first one after the freeze blocked in
+    # the watcher's look at CAJA1's folder, for as long as the mount stayed frozen, and so did the stop.
+    assert wait_for(lambda: len([r for r in log_rows("daemon", "pass") if "failing: CAJA1" in r.message]) >= 2, 60), history()
+    last = [r for r in log_rows("daemon", "pass") if "failing: CAJA1" in r.message][-1]
+    assert last.message.startswith("pass") and "1 of 2 cajas ok" in last.message and "watching 1 local folders" in last.message
+    code, _, err = stop(proc, within=30)
+    assert code == 0, err
 
 
 def test_a_watch_whose_folder_went_away_is_started_again(two, tmp_path):

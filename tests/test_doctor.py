@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import BOGOTA, cli_json, run_cli, write_config
 
@@ -149,13 +153,23 @@ def test_a_home_that_cannot_be_written_fails(fs):
     assert doctor._home(cfg).status == "ok"
 
 
-def test_the_service_check_follows_the_daemon(cfg, two):
-    # a running daemon is its lease and its pass rows; here this test process plays the daemon
-    Lease.create(name=health.DAEMON_LEASE, holder="t", host=lease.HOST, pid=os.getpid(), acquired_at=utcnow(), expires_at=time.time() + 600)
+@pytest.fixture
+def stand_in_daemon():
+    """A live process of this machine whose command line names syscafe_sync, started before its lease is taken:
+    what health.left_behind takes for the daemon itself (the test process's own pid would be one left behind)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "syscafe_sync daemon stand-in"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_the_service_check_follows_the_daemon(cfg, two, stand_in_daemon):
+    # a running daemon is its lease and its pass rows
+    Lease.create(name=health.DAEMON_LEASE, holder="t", host=lease.HOST, pid=stand_in_daemon, acquired_at=utcnow(), expires_at=time.time() + 600)
     synclog.record(synclog.Entry(action="daemon", mode="start", outcome="ok", message="daemon started", details={"interval_s": 60.0}))
     synclog.record(synclog.Entry(action="daemon", mode="pass", outcome="ok", message="pass 1: 2 of 2 cajas ok"))
     check = by_check(doctor.as_dict(doctor.run(cfg)))["service"]
-    assert check["status"] == "ok" and check["message"].startswith(f"daemon: running as process {os.getpid()}")
+    assert check["status"] == "ok" and check["message"].startswith(f"daemon: running as process {stand_in_daemon}")
     # no pass for more than three intervals: stuck
     later = utcnow() + dt.timedelta(minutes=5)
     assert by_check(doctor.as_dict(doctor.run(cfg, later)))["service"]["status"] == "fail"

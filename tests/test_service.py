@@ -43,6 +43,47 @@ def test_the_printed_unit_passes_systemd_analyze_verify(home, tmp_path):
     assert subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True).returncode != 0
 
 
+@pytest.mark.parametrize("user", ["", "cafe user", "syscafe\nExecStartPre=/bin/true"])
+def test_service_unit_refuses_a_user_systemd_would_not_take(home, user):
+    # An empty User= is no error to systemd: it resets the setting, and the service runs as root.
+    proc = run_cli(home, "service", "unit", "--user", user)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stdout == "" and f"--user {user!r} is not a user name" in proc.stderr and "useradd --system" in proc.stderr
+
+
+def _verify(unit: Path) -> subprocess.CompletedProcess:
+    if shutil.which("systemd-analyze") is None:
+        why = "systemd-analyze is not installed (Debian package systemd)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: the unit must be checked by systemd-analyze verify, but {why}; .ci/run installs it")
+        pytest.skip(why)
+    return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+
+
+def test_the_unit_keeps_a_home_with_a_space_and_the_database_it_was_printed_for(tmp_path):
+    home = tmp_path / "Datos Syscafe" / "100% home"
+    db = f"sqlite:///{tmp_path}/other place/sync.db"
+    unit = tmp_path / "syscafe-sync.service"
+    unit.write_text(run_cli(None, "--home", str(home), "--db", db, "service", "unit", check=0).stdout)
+    done = _verify(unit)
+    # Unquoted, systemd cut the home at its space: "Invalid environment assignment, ignoring: home", and
+    # the service (and its `init`) used another home; without the --db, another database.
+    assert done.returncode == 0 and "Invalid environment" not in done.stderr, done.stderr
+    lines = unit.read_text().splitlines()
+    assert f'Environment="SYSCAFE_SYNC_HOME={str(home).replace("%", "%%")}"' in lines
+    assert f'Environment="SYSCAFE_SYNC_DB={db}"' in lines
+    # the usual home stays as it was, unquoted
+    plain = run_cli(None, "--home", str(tmp_path / "home"), "service", "unit", check=0).stdout.splitlines()
+    assert f"Environment=SYSCAFE_SYNC_HOME={tmp_path / 'home'}" in plain
+    assert not [line for line in plain if line.startswith("Environment=SYSCAFE_SYNC_DB")]
+
+
+def test_the_unit_refuses_a_database_url_with_a_password(tmp_path):
+    proc = run_cli(None, "--home", str(tmp_path / "home"), "--db", "postgresql://sync:s3cret@db/main", "service", "unit")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "s3cret" not in proc.stderr and "postgresql://sync:***@db/main" in proc.stderr and "~/.pgpass" in proc.stderr
+
+
 def test_the_unit_does_not_restart_a_daemon_refused_for_good():
     from syscafe_sync.daemon import AlreadyRunning
     from syscafe_sync.errors import UsageError
@@ -118,21 +159,27 @@ def _wait(predicate, timeout=10.0):
     return predicate()
 
 
-def test_the_windows_service_runs_the_daemon_core_and_its_stop_ends_it(home, two, windows):
+# SvcShutdown: Windows shutting down. pywin32 tells the service of it only when its class has SvcShutdown
+# (ServiceFramework.GetAcceptedControls); otherwise the process is ended wherever it is in its pass.
+@pytest.mark.parametrize("control", ["SvcStop", "SvcShutdown"])
+def test_the_windows_service_runs_the_daemon_core_and_its_stop_ends_it(home, two, windows, control):
     fake, winservice = windows({"home": str(home), "db": ""})
     service = winservice.SyscafeSyncService(["syscafe-sync"])
     runner = threading.Thread(target=service.SvcDoRun)
     runner.start()
     try:
         assert _wait(lambda: SyncLog.select().where((SyncLog.action == "daemon") & (SyncLog.mode == "pass")).exists())
-    finally:
-        service.SvcStop()
+        getattr(service, control, lambda: None)()
         runner.join(15)
-    assert not runner.is_alive(), "the stop reached the daemon core"
+    finally:
+        if runner.is_alive():
+            service.SvcStop()
+            runner.join(15)
+    assert hasattr(winservice.SyscafeSyncService, control)
     assert fake.reported == [fake.SERVICE_RUNNING, fake.SERVICE_STOP_PENDING]
     assert fake.events[0].startswith(f"info: syscafe-sync: serving home {home}")
     modes = [r.mode for r in SyncLog.select().where(SyncLog.action == "daemon").order_by(SyncLog.id)]
-    assert modes[0] == "start" and modes[-1] == "stop"
+    assert modes[0] == "start" and modes[-1] == "stop", modes
 
 
 def test_a_stop_before_the_windows_service_has_started_is_not_lost(home, two, windows):

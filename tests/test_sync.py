@@ -57,3 +57,62 @@ def test_an_unreachable_caja_fails_the_pass_and_the_other_is_served(home, caja_f
     assert [(r.caja, r.outcome) for r in result.pushed.results] == [("CAJA1", "unreachable"), ("CAJA2", "ok")]
     proc = run_cli(home, "sync", "--date", DAY.isoformat(), check=1)
     assert "CAJA1 import: " in proc.stdout and "did not answer" in proc.stdout
+
+
+def test_a_busy_or_unreachable_caja_is_not_tried_again_for_each_day_it_has_to_catch_up(home, caja_folder, tmp_path):
+    from conftest import write_config
+
+    from syscafe_sync import config as config_mod
+    from syscafe_sync.lease import CajaLease
+
+    write_config(home, limits={"lock_wait_s": 1.0, "connect_timeout_s": 1.0})  # catch_up_days: the default 7
+    cfg = config_mod.load(home)
+    for name in ("CAJA1", "CAJA2", "CAJA3"):
+        registry.add(name, str(caja_folder(name).root))
+    registry.edit("CAJA3", root=str(tmp_path / "unplugged"))
+    manual = CajaLease("caja:CAJA1", 60)  # a manual `import` holds CAJA1 for the whole pass
+    assert manual.try_acquire()
+    try:
+        result = passes.run_pass(cfg)
+    finally:
+        manual.release()
+    by_caja = {}
+    for r in result.imports.results:
+        by_caja.setdefault(r.caja, []).append(r.outcome)
+    # Each of the seven days waited lock_wait_s (30 s by default) for the same holder, one after the other.
+    assert by_caja == {"CAJA1": ["busy"], "CAJA2": ["ok"] * 7, "CAJA3": ["unreachable"]}
+
+
+def test_ctrl_c_stops_a_manual_sync_at_its_next_safe_point(home, caja_folder):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env, db_rows, write_config
+
+    write_config(home, limits={"batch_size": 20})
+    big = caja_folder("CAJA1")
+    big.add_many(1, 1500)
+    registry.add("CAJA1", str(big.root))
+    imported = lambda: int(db_rows(home, "SELECT COUNT(*) FROM voucher")[0][0])  # noqa: E731
+    proc = subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "sync", "--date", DAY.isoformat()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
+    try:
+        deadline = time.monotonic() + 60
+        while imported() == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    # Before, only the main thread heard it: the import went on to the last voucher, then "Aborted!".
+    assert proc.returncode == 1 and "stopping at the next safe point" in err, err
+    assert "syscafe-sync was asked to stop" in out, out
+    assert 0 < imported() < 1500
+    lines = int(db_rows(home, "SELECT COUNT(*) FROM voucher_line")[0][0])
+    assert lines == 2 * imported(), "every voucher imported is whole"
+    doc = cli_json(home, "sync", "--date", DAY.isoformat())
+    assert imported() == 1500 and doc["actions"][0]["results"][0]["outcome"] == "ok"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import click
 
+from .. import db as db_mod
 from .. import stopping
 from ..daemon import Daemon
 from ..errors import UsageError
@@ -44,16 +47,44 @@ def service_group():
     """Installs syscafe-sync as a system service (Windows) or prints its systemd unit (Linux)."""
 
 
+# A user or group name systemd takes as it is (its strict rules), or a numeric id. An empty User= would be no
+# error at all: systemd resets it, and the service runs as root.
+_ACCOUNT = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_.-]{0,30}[A-Za-z0-9_.$-]?|[0-9]{1,10})")
+
+
+def _unit_word(value: str, command: bool = False) -> str:
+    """`value` as one word of a unit file. Unquoted, a home with a space was cut there ("Invalid environment
+    assignment, ignoring"), and the service used another home. Quoted: its \\ and " escaped, % (systemd's
+    specifiers) doubled, and $ too in a command line, where it names a variable."""
+    if re.fullmatch(r"[A-Za-z0-9/_.,:@+=-]+", value):
+        return value
+    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (value.replace("$", "$$") if command else value) + '"'
+
+
 @service_group.command("unit")
 @click.option("--user", default="syscafe", show_default=True, help="The system account the service runs as.")
 @pass_app
 def unit_cmd(app: App, user):
-    """Prints the systemd unit for this installation (its program and home filled in); save it to /etc/systemd/system/."""
+    """Prints the systemd unit for this installation (its program, home and --db filled in); save it to /etc/systemd/system/."""
+    if not _ACCOUNT.fullmatch(user):
+        raise UsageError(f"--user {user!r} is not a user name systemd takes; give the system account the service runs as, "
+                         "like syscafe (create it with `useradd --system syscafe`).")
     cfg = app.config(must_exist=False)
+    if any(c in str(cfg.home) or c in (app.db_url or "") for c in "\n\r\0"):
+        raise UsageError(f"the home {str(cfg.home)!r} or the database URL holds a line break, which a unit file cannot; "
+                         "give a --home (and --db) without one.")
+    if app.db_url and urlparse(app.db_url).password:
+        raise UsageError(f"the database URL {db_mod.redact(app.db_url)} holds a password, and a unit file is readable by "
+                         "every user of the machine; give the URL without it, and the password in ~/.pgpass of the "
+                         "service's account, or put the whole URL in database.url of config.toml, readable by that account only.")
     program = shutil.which("syscafe-sync") or os.path.join(os.path.dirname(sys.executable), "syscafe-sync")
     text = UNIT_TEMPLATE.read_text(encoding="utf-8")
-    text = text.replace("/opt/syscafe-sync/.venv/bin/syscafe-sync", program)
-    text = text.replace("Environment=SYSCAFE_SYNC_HOME=/var/lib/syscafe-sync", f"Environment=SYSCAFE_SYNC_HOME={cfg.home}")
+    text = text.replace("/opt/syscafe-sync/.venv/bin/syscafe-sync", _unit_word(program, command=True))
+    environment = f"Environment={_unit_word(f'SYSCAFE_SYNC_HOME={cfg.home}')}"
+    if app.db_url:  # --db or SYSCAFE_SYNC_DB: without it the service would open (and init create) the SQLite file in home
+        environment += f"\nEnvironment={_unit_word(f'SYSCAFE_SYNC_DB={app.db_url}')}"
+    text = text.replace("Environment=SYSCAFE_SYNC_HOME=/var/lib/syscafe-sync", environment)
     text = text.replace("User=syscafe", f"User={user}").replace("Group=syscafe", f"Group={user}")
     click.echo(text, nl=False)
 
