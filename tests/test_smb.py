@@ -376,6 +376,7 @@ def test_a_server_frozen_mid_write_fails_the_push_within_the_step_bound(home, sm
     ("smb://u@[::1]:4450/s", "smb://u@[::1]:4450/s"),
     ("smb://DOM%5Cu@h/s/d%20x", "smb://DOM\\u@h/s/d x"),
     ("smb://u@h/s/a%23b", "smb://u@h/s/a%23b"),  # a '#' in a folder name stays encoded, or it would end the URL
+    ("smb://u@h/s/Datos%2FEMP01", "smb://u@h/s/Datos/EMP01"),  # an encoded '/' separates all the same
 ])
 def test_smb_roots_are_stored_in_one_spelling(given, stored):
     from syscafe_sync.storage import normalise_root
@@ -392,6 +393,7 @@ def test_the_same_share_folder_is_one_root_whatever_the_user_port_or_case():
 @pytest.mark.parametrize("root, why", [
     ("smb://host", "names no share"), ("smb:///share", "names no host"), ("smb://u@h/s/../x", "not a folder name"),
     ("smb://u@h:99999/s", "not a usable smb:// URL"), ("smb://u@h/s?x=1", "no '?' or '#'"),
+    ("smb://u@h/s/Datos%2F..%2Fotra", "the part '..' is not a folder name"),
 ])
 def test_bad_smb_roots_are_refused_with_the_fix(root, why):
     from syscafe_sync.errors import UsageError
@@ -424,3 +426,99 @@ def test_a_bad_smb_section_is_refused_without_showing_its_values(home, section, 
     (home / "config.toml").write_text(section)
     proc = run_cli(home, "caja", "list", check=2)
     assert message in proc.stderr and "Sec-Ret-9" not in proc.stderr and "123456" not in proc.stderr
+
+
+@pytest.mark.parametrize("root", [
+    "smb://pos:Cafe/2024@caja2/Syscafe/Datos",  # '/', '?', '#' end the host part: urllib reads 'Cafe' as a port
+    "smb://pos:Cafe?2024@caja2/Syscafe/Datos",
+    "smb://pos:Cafe#2024@caja2/Syscafe/Datos",
+    "smb://pos:Ca@fe2024@caja2/Syscafe/Datos",  # an '@' in the password: the last '@' ends it
+    "smb://pos:20/Ca:fe@caja2/Syscafe",  # read as port 20, then a bad folder name holding the password's end
+])
+def test_a_password_in_the_root_is_never_shown_whatever_it_holds(root):
+    from syscafe_sync.errors import UsageError
+    from syscafe_sync.storage import normalise_root
+
+    with pytest.raises(UsageError) as refused:
+        normalise_root(root)
+    message = str(refused.value)
+    assert "smb://pos:***@" in message and "SYSCAFE_SYNC_SMB_PASSWORD" in message
+    for piece in ("Cafe", "2024", "fe2024", "Ca:fe"):
+        assert piece not in message
+
+
+def test_port_zero_is_refused_with_the_fix():
+    from syscafe_sync.errors import UsageError
+    from syscafe_sync.storage import normalise_root
+
+    with pytest.raises(UsageError, match=r"port 0 is no port; write smb://user@host:PORT/share/path"):
+        normalise_root("smb://u@h:0/s")
+
+
+def close_share(server: SambaServer, share: str) -> None:
+    """Has smbd end every client's tree connect to `share` (as an administrator, or a configuration
+    reload that drops the share, does), and waits until no client holds one."""
+    import subprocess
+
+    subprocess.run(["smbcontrol", "-s", str(server.conf), "smbd", "close-share", share], check=True, capture_output=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(["smbstatus", "-s", str(server.conf), "-S"], capture_output=True, text=True, check=True).stdout
+        if not [ln for ln in out.splitlines() if ln.split()[:1] == [share]]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"smbd still serves {share} to a client:\n{out}")
+
+
+def test_a_share_the_server_closed_is_the_connection_lost_not_every_file_bad(frozen_server, monkeypatch):
+    """Every request on a tree the server ended gets STATUS_NETWORK_NAME_DELETED: taken for each file's
+    own error, every voucher of the pass was refused, and the cached connection answered so for good."""
+    from syscafe_sync.errors import Unreachable
+    from syscafe_sync.storage import open_root
+
+    monkeypatch.setenv("SYSCAFE_SYNC_SMB_PASSWORD", PASSWORD)
+    day = frozen_server.shares["hung"] / "movements"
+    day.mkdir()
+    rels = []
+    for n in range(1, 6):
+        (day / f"FV1-{n}.json").write_bytes(b"{}")
+        rels.append(f"movements/FV1-{n}.json")
+    st = open_root(frozen_server.url("hung"))
+    assert len(st.list("movements")) == 5
+    close_share(frozen_server, "hung")
+    with pytest.raises(Unreachable, match=r"the server ended the session \(STATUS_NETWORK_NAME_DELETED\); "
+                                          r"the connection was dropped and the next pass dials afresh"):
+        st.list("movements")
+    assert dict(st.read_many(rels)) == dict.fromkeys(rels, b"{}")  # dialled afresh
+    close_share(frozen_server, "hung")
+    with pytest.raises(Unreachable):  # the caja is unreachable: no file of it is refused
+        list(st.read_many(rels))
+    assert dict(st.read_many(rels)) == dict.fromkeys(rels, b"{}")
+    assert st.read("movements/FV1-1.json") == b"{}"
+
+
+def test_a_host_name_that_does_not_resolve_is_said_as_such_not_as_a_machine_that_is_off(cfg):
+    # A caja's Windows machine name often does not resolve from a Linux main server: the fix is its IP, not switching it on.
+    from syscafe_sync.errors import Unreachable
+    from syscafe_sync.storage import open_root
+
+    st = open_root(f"smb://{USER}@caja-que-no-existe.invalid/Syscafe/Datos", cfg)
+    with pytest.raises(Unreachable) as lost:
+        st.list("")
+    message = str(lost.value)
+    assert "the host name 'caja-que-no-existe.invalid' of smb://syncuser@caja-que-no-existe.invalid/Syscafe/Datos is not found" in message
+    assert "write the machine's IP address in the root instead" in message and "is on" not in message
+
+
+def test_a_share_the_server_does_not_have_is_said_as_such_not_as_a_missing_file(cfg, samba):
+    # A FileNotFoundError read as "no caja.json yet": `caja add --code` registered a misspelt share.
+    from syscafe_sync.errors import Unreachable
+    from syscafe_sync.storage import open_root
+
+    st = open_root(samba.url("Syscafee", "Datos/EMP01"), cfg)
+    for step in (lambda: st.list(""), lambda: st.read("caja.json")):
+        with pytest.raises(Unreachable, match=r"127\.0\.0\.1 has no share named 'Syscafee' \(STATUS_BAD_NETWORK_NAME\); "
+                                              r"check the share's name in the root smb://syncuser@127\.0\.0\.1:\d+/Syscafee/Datos/EMP01"):
+            step()
+    with pytest.raises(FileNotFoundError):  # a folder not there (yet) in a share that is: as before
+        open_root(samba.url("caja1", "Datos/EMP99"), cfg).read("caja.json")

@@ -88,6 +88,26 @@ def test_writes(root):
     assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json"]
 
 
+@pytest.mark.parametrize("size", [10, 100_000], ids=["one-request", "many-requests"])
+def test_what_is_left_under_the_temporary_name_is_replaced_never_written_through(root, size):
+    """A killed push leaves its temporary file; anyone who can write the share may leave a link there.
+    Opened to be overwritten, the link had the new file written to where it leads (outside the root,
+    or another caja's folder of the same share), then was renamed over the final name."""
+    st, disk = root
+    data = bytes(i % 251 for i in range(size))
+    other = disk.parent / "other-caja.json"  # outside the caja root; on smb:// still inside the share
+    other.write_bytes(b"another caja's file")
+    (disk / "catalogs").mkdir()
+    (disk / "catalogs" / ".manifest.json.tmp").symlink_to(other)
+    (disk / "catalogs" / ".products.1.snapshot.json.tmp").write_bytes(b"y" * (size + 70_000))  # a killed push's
+    st.write_atomic("catalogs/manifest.json", data)
+    st.write_atomic("catalogs/products.1.snapshot.json", data)
+    assert other.read_bytes() == b"another caja's file"
+    for name in ("manifest.json", "products.1.snapshot.json"):
+        assert not (disk / "catalogs" / name).is_symlink() and (disk / "catalogs" / name).read_bytes() == data
+    assert sorted(p.name for p in (disk / "catalogs").iterdir()) == ["manifest.json", "products.1.snapshot.json"]
+
+
 @pytest.mark.parametrize("files", [0, 1, 1200])
 def test_a_folder_lists_whole_however_many_files_it_holds(root, files):
     """1,200 long names are more than one answer of the share (64 KiB): the listing goes on past it."""

@@ -222,6 +222,33 @@ def test_unc_root_is_refused_on_linux_with_mount_advice(unc):
     assert "mount point" in msg
 
 
+@pytest.mark.parametrize("typed", [
+    "smb:/pos:Secret-77@caja2/Syscafe/Datos",  # one slash
+    "smb:\\\\pos:Secret-77@caja2\\Syscafe",  # Windows' backslashes after the scheme
+    "SMB:pos:Secret-77@caja2/Syscafe",
+    "cifs://pos:Secret-77@caja2/Syscafe",
+])
+def test_a_mistyped_share_url_is_refused_not_stored_as_a_folder_with_its_password(typed):
+    """Taken for a relative folder, it was registered, password and all, and `caja list` printed it."""
+    with pytest.raises(UsageError) as err:
+        normalise_root(typed)
+    msg = str(err.value)
+    assert "looks like a URL but is not an smb:// one" in msg and "smb://user@host[:port]/share/path" in msg
+    assert "Secret-77" not in msg
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="UNC roots are opened by Windows itself there")
+def test_a_unc_root_refused_on_linux_never_shows_a_password_typed_in_it():
+    with pytest.raises(UsageError) as err:
+        normalise_root("//pos:Secret-77@caja2/Syscafe")
+    assert "Secret-77" not in str(err.value) and "mount point" in str(err.value)
+
+
+def test_a_windows_drive_path_is_not_taken_for_a_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert normalise_root("C:/Cajas/CAJA2").endswith("C:/Cajas/CAJA2")  # a folder (relative, off Windows), not refused
+
+
 def test_empty_root_is_refused():
     with pytest.raises(UsageError) as err:
         normalise_root("   ")
@@ -310,3 +337,18 @@ def test_a_file_longer_than_its_size_said_is_still_read_whole(tmp_path):
     with pytest.raises(OSError) as exc:
         local._read_whole(fd, str(p), limit=5, size=3)
     assert exc.value.errno == errno.EFBIG
+
+
+# --- writes: the catalog push -------------------------------------------------------------------
+
+def test_a_temp_file_whose_write_fills_the_disk_is_removed():
+    with Patcher() as p:
+        p.fs.set_disk_usage(100_000, "/")
+        p.fs.create_file("/cajas/CAJA1/catalogs/manifest.json", contents="old")
+        st = LocalStorage("/cajas/CAJA1")
+        with pytest.raises(OSError) as full:
+            st.write_atomic("catalogs/products.7.snapshot.json", b"x" * 200_000)
+        assert full.value.errno == errno.ENOSPC
+        assert os.listdir("/cajas/CAJA1/catalogs") == ["manifest.json"]  # no half snapshot filling the disk further
+        st.write_atomic("catalogs/manifest.json", b"new")  # the room is there again for what fits
+        assert open("/cajas/CAJA1/catalogs/manifest.json", "rb").read() == b"new"

@@ -22,10 +22,19 @@ def normalise_root(root: str) -> str:
         raise UsageError("the caja root is empty; give --path with a folder, a UNC path or an smb:// URL.")
     if smb_url.is_smb(root):
         return smb_url.parse(root).root
+    if _URL_LIKE.match(root):
+        # Taken for a local folder, "smb:/pos:pw@caja2/…" was stored whole, password and all, and printed by `caja list`.
+        raise UsageError(f"root {smb_url.hide_userinfo(root)!r} looks like a URL but is not an smb:// one; write a share as "
+                         f"smb://user@host[:port]/share/path (two slashes), with the password in config.toml or "
+                         f"{smb_url.ENV_PASSWORD}, never in the root; a folder as a path.")
     check_root_syntax(root)
     if is_unc(root):
         return root
     return os.path.abspath(os.path.expanduser(root))
+
+
+# A scheme of two letters or more (so never a drive letter, C:\ or C:/) then a separator; or smb: however it goes on.
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:[\\/]|smb:", re.IGNORECASE)
 
 
 def root_key(root: str) -> str:

@@ -193,13 +193,14 @@ class LocalStorage(Storage):
         path = self._write_path(rel)
         folder, name = os.path.split(path)
         temp = os.path.join(folder, temp_name(name))
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
+            with _create_temp(temp) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             retry_sharing(lambda: os.replace(temp, path), rel)
         except BaseException:
+            # A disk that filled up half way leaves no half file behind to fill it further.
             with contextlib.suppress(OSError):
                 os.remove(temp)
             raise
@@ -228,6 +229,19 @@ class LocalStorage(Storage):
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._write_path(rel))
+
+
+def _create_temp(temp: str):
+    """A new, empty file under `temp`, opened for writing. Whatever a killed push (or anyone) left
+    there goes first: opened as it is, a link there would have the snapshot written through it to
+    wherever it leads, outside the root, and then be renamed over the final name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(temp, flags, 0o666)
+    except FileExistsError:
+        os.remove(temp)  # a link itself, never what it leads to
+        fd = os.open(temp, flags, 0o666)
+    return os.fdopen(fd, "wb")
 
 
 def _read_whole(fd: int, path: str, limit: int | None, size: int | None = None) -> bytes:
@@ -282,9 +296,10 @@ def check_root_syntax(root: str) -> None:
     """UNC roots are reached through Windows itself; elsewhere they need a mount or smb://."""
     if is_unc(root) and sys.platform != "win32":
         from ..errors import UsageError
+        from .smb_url import hide_userinfo
 
         raise UsageError(
-            f"root {root!r} is a Windows UNC path, which only Windows can open; on this system mount the share (mount -t cifs) and give the mount point as --path."
+            f"root {hide_userinfo(root)!r} is a Windows UNC path, which only Windows can open; on this system mount the share (mount -t cifs) and give the mount point as --path."
         )
 
 

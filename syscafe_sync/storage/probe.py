@@ -36,3 +36,15 @@ def tcp_answers(host: str, ports: tuple[int, ...], timeout: float) -> bool:
         except OSError:
             continue
     return False
+
+
+def unresolved(host: str) -> str | None:
+    """Why `host` has no address, in words, or None when it has one. Asked only once a probe failed:
+    a name that does not resolve is told apart from a machine that is off, since the fix differs."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return exc.strerror or str(exc)
+    except (OSError, UnicodeError):
+        return None
+    return None

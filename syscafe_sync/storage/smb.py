@@ -35,7 +35,7 @@ import smbclient
 # smbclient's own compound layer (what its replace and stat use), not exported: pyproject.toml pins
 # smbprotocol to the minor version these calls were written and tested against.
 from smbclient._io import SMBDirectoryIO, SMBFileIO, SMBFileTransaction, set_info
-from smbprotocol.exceptions import (NoMoreFiles, NoSuchFile, SMBAuthenticationError, SMBException, SMBOSError,
+from smbprotocol.exceptions import (BadNetworkName, NoMoreFiles, NoSuchFile, SMBAuthenticationError, SMBException, SMBOSError,
                                     SMBResponseException)
 from smbprotocol.file_info import FileAttributes, FileEndOfFileInformation, FileInformationClass, FileRenameInformation
 from smbprotocol.header import NtStatus
@@ -46,7 +46,7 @@ from ..caja.layout import temp_name
 from ..errors import CredentialsRefused, OutsideRoot, ShortFile, Unreachable
 from .base import Entry, HeldOpen, Storage, split_rel
 from .local import retry_sharing
-from .probe import tcp_answers
+from .probe import tcp_answers, unresolved
 from .smb_url import ENV_PASSWORD, Credentials, SmbUrl
 
 # One smbclient connection cache per (caja root, user, password): dropping one caja's connection
@@ -69,6 +69,11 @@ _REFUSED_LOGON = {
 }
 # Answers smbprotocol raises without an errno that have one of their own.
 _ERRNO = {NtStatus.STATUS_DISK_FULL: errno.ENOSPC}
+# The server ended the session or the share's tree connect (an administrator, a configuration reload,
+# a share removed and shared again, an expired session): every later request on the cached connection
+# gets the same answer, which is about the connection, not about the file it names. 0xC000035C:
+# STATUS_NETWORK_SESSION_EXPIRED, not named by smbprotocol.
+_SESSION_GONE = {NtStatus.STATUS_NETWORK_NAME_DELETED, NtStatus.STATUS_USER_SESSION_DELETED, 0xC000035C}
 # What one request carries on one credit. A read or write up to this size goes with its file's open and
 # close in one compound request, one round trip; a bigger one takes smbclient's own loop.
 _ONE_REQUEST = 65536
@@ -116,6 +121,12 @@ class SmbStorage(Storage):
             probe = self.connect_timeout / 2
             if not tcp_answers(self.url.host, (self.url.port,), probe):
                 # Unreachable, not OSError, here and below: a lost caja is never taken for one bad file.
+                why = unresolved(self.url.host)
+                if why:
+                    # Typical on Linux: a caja's Windows machine name (NetBIOS) is not in DNS.
+                    raise Unreachable(f"the host name {self.url.host!r} of {self.display} is not found ({why}); write the "
+                                      f"machine's IP address in the root instead (smb://user@192.168.1.12/…), or add "
+                                      f"the name to the network's DNS or to this machine's hosts file")
                 raise Unreachable(f"{self.url.host} does not answer on TCP port {self.url.port} "
                                   f"within {probe:g} s; check that the machine is on and shares files")
             self._check_credentials()
@@ -176,12 +187,29 @@ class SmbStorage(Storage):
         try:
             return fn(self._path(rel))
         except SMBOSError as exc:
+            self._check_session(exc, exc.ntstatus)
             raise _os_error(exc.ntstatus, exc.errno, exc.strerror, self._where(rel)) from None
         except SMBResponseException as exc:
+            self._check_session(exc, exc.status)
             raise _os_error(exc.status, None, None, self._where(rel)) from None
         except (SMBException, ValueError) as exc:
             # A connection that broke under us: the caja is unreachable, not its file bad.
             raise Unreachable(f"{self.display}: the SMB connection was lost ({_clean(exc)})") from None
+
+    def _check_session(self, exc: BaseException, status: int | None) -> None:
+        """Unreachable, with the connection dropped, when the server ended the session or the tree:
+        read as each file's own error, every voucher left in the pass was refused as unreadable,
+        and the cached connection answered the same to the next pass too."""
+        if status in _SESSION_GONE:
+            self.forget()
+            raise Unreachable(f"{self.display}: the server ended the session ({_status_name_of(status)}); "
+                              f"the connection was dropped and the next pass dials afresh") from None
+        if _caused_by(exc, BadNetworkName):
+            # Not a folder that is not there yet (FileNotFoundError, which `caja add` takes as "no caja.json"
+            # and registers): a share misspelt, or no longer shared, never serves anything. smbclient
+            # answers it with the error of the DFS referral it then asks for, hence the chain.
+            raise Unreachable(f"{self.url.host} has no share named {self.url.share!r} (STATUS_BAD_NETWORK_NAME); "
+                              f"check the share's name in the root {self.display}, and that the folder is still shared") from None
 
     def _do(self, step: str, rel: str, fn):
         """One remote step within limits.smb_step_timeout_s; `step` names it in the message."""
@@ -351,18 +379,31 @@ class SmbStorage(Storage):
         folder, _, name = rel.rpartition("/")
         temp = f"{folder}/{temp_name(name)}" if folder else temp_name(name)
 
-        def writing(path):
+        def creating(path):
+            # "x": a new file. Opened to be overwritten, a link already under the temporary name would
+            # have the file written to where it leads (another caja's folder of the same share).
             if len(data) > _ONE_REQUEST:
-                with smbclient.open_file(path, mode="wb", buffering=0, **self._kw()) as f:
+                with smbclient.open_file(path, mode="xb", buffering=0, **self._kw()) as f:
                     _write_all(f, data)
                     f.flush()
                 return
-            raw = SMBFileIO(path, mode="wb", **self._kw())
+            raw = SMBFileIO(path, mode="xb", **self._kw())
             transaction = SMBFileTransaction(raw)  # open, write, flush, close: one round trip
             if data:
                 transaction += raw.fd.write(data, 0, send=False)
             transaction += raw.fd.flush(send=False)
             transaction.commit()
+
+        def writing(path):
+            try:
+                creating(path)
+            except SMBOSError as exc:
+                if exc.ntstatus != NtStatus.STATUS_OBJECT_NAME_COLLISION:
+                    raise
+                # What a cut push left, or a link: removed (a link itself, never what it leads to), then
+                # written afresh. Only then does this cost a round trip more.
+                smbclient.remove(path, **self._kw())
+                creating(path)
 
         def replacing(path):
             # The temporary file opened for delete, renamed over the final name, closed: one round trip
@@ -498,6 +539,15 @@ def _write_all(f, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[f.write(view):]
+
+
+def _caused_by(exc: BaseException | None, kind: type) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _status_name(exc) -> str:

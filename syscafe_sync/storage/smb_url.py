@@ -61,7 +61,14 @@ def parse(root: str) -> SmbUrl:
         url = urlsplit(root.strip())
         port = url.port
     except ValueError as exc:
-        raise UsageError(f"root {_hide(root)!r} is not a usable smb:// URL ({exc}); write it as smb://user@host[:port]/share/path.") from None
+        # urllib's own words quote the text after ':', which is a password's start when the password holds
+        # a '/', '?' or '#' (they end the host part): never shown.
+        why = "the text after ':' in the host part is not a port number" if "Port" in str(exc) else "its host part does not parse"
+        raise UsageError(f"root {_hide(root)!r} is not a usable smb:// URL ({why}); write it as smb://user@host[:port]/share/path, "
+                         f"with the password in config.toml or {ENV_PASSWORD}, never in the root.") from None
+    if port == 0:
+        raise UsageError(f"root {_hide(root)!r}: port 0 is no port; write smb://user@host:PORT/share/path with the port "
+                         f"the share is served on, or leave it out for {DEFAULT_PORT}.")
     if url.password is not None:
         raise UsageError(
             f"root {_hide(root)!r} holds a password, which would be stored and printed with the root; give the root as "
@@ -69,22 +76,35 @@ def parse(root: str) -> SmbUrl:
             f"(password = \"…\") or in the environment variable {ENV_PASSWORD}."
         )
     if not url.hostname:
-        raise UsageError(f"root {root!r} names no host; write it as smb://user@host[:port]/share/path.")
+        raise UsageError(f"root {_hide(root)!r} names no host; write it as smb://user@host[:port]/share/path.")
     if url.query or url.fragment:
-        raise UsageError(f"root {root!r}: an smb:// root takes no '?' or '#' part; write it as smb://user@host[:port]/share/path.")
-    parts = [unquote(p) for p in url.path.split("/") if p]
+        raise UsageError(f"root {_hide(root)!r}: an smb:// root takes no '?' or '#' part; write it as smb://user@host[:port]/share/path.")
+    # Split again once decoded: a '%2F' is a separator all the same, and "Datos%2F..%2Fotra" must meet the '..' check.
+    parts = [q for p in url.path.split("/") for q in unquote(p).split("/") if q]
     if not parts:
-        raise UsageError(f"root {root!r} names no share; write it as smb://user@host[:port]/share/path.")
+        raise UsageError(f"root {_hide(root)!r} names no share; write it as smb://user@host[:port]/share/path.")
     for part in parts:
         if part in (".", "..") or _BAD_PART.search(part):
+            # A part of a root that may hold a password (see _hide) may be the password's end.
+            if _hide(root) != root:
+                raise UsageError(f"root {_hide(root)!r}: one part is not a folder name; a password goes in config.toml or "
+                                 f"{ENV_PASSWORD}, never in the root: write it as smb://user@host[:port]/share/path.")
             raise UsageError(f"root {root!r}: the part {part!r} is not a folder name; a caja root names a folder inside a share.")
     user = unquote(url.username) if url.username else None
     return SmbUrl(url.hostname.lower(), port or DEFAULT_PORT, user, parts[0], tuple(parts[1:]), port is not None)
 
 
 def _hide(root: str) -> str:
-    """The root with any password replaced, for messages."""
-    return re.sub(r"(smb://[^:/@]*:)[^@/]*@", r"\1***@", root, flags=re.IGNORECASE)
+    """The root with any password replaced, for messages: everything from the ':' after the user to
+    the last '@'. A password may hold '@', '/', '#' or '?', so its end cannot be told from the URL's
+    syntax; a root with a port and an '@' in a folder name is hidden more than it needs, never less."""
+    return re.sub(r"(smb://[^:/@]*:).*@", r"\1***@", root, flags=re.IGNORECASE | re.DOTALL)
+
+
+def hide_userinfo(root: str) -> str:
+    """Any root (a mistyped URL, a UNC path) with what may be a password, from the ':' after a user to
+    the last '@', hidden: for the messages that refuse roots which are not smb:// ones."""
+    return re.sub(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?[\\/]*[^:\\/@]*:).*@", r"\1***@", root, flags=re.DOTALL)
 
 
 @dataclass(frozen=True)
