@@ -135,6 +135,28 @@ def test_cajas_that_are_folders_of_one_share_are_served_side_by_side(cfg, smb_ca
         assert read_catalog(f.root, "products").records["P001"]["price"] == "1000.00"
 
 
+def test_each_cajas_connection_to_one_server_is_its_own_client(cfg, samba, monkeypatch):
+    """Cajas that are folders of one server dial it each with a client GUID of its own: with one GUID for
+    the process, as smbclient gives, a multichannel server (Samba 4.15 and later) took them for channels
+    of one client, and now and again never answered one's session setup (the side-by-side test above)."""
+    from smbprotocol.connection import Connection
+
+    from syscafe_sync.storage import open_root
+    from syscafe_sync.storage import smb as smb_mod
+
+    monkeypatch.setenv("SYSCAFE_SYNC_SMB_PASSWORD", PASSWORD)
+    (samba.shares["caja2"] / "Datos" / "A").mkdir(parents=True, exist_ok=True)
+    (samba.shares["caja2"] / "Datos" / "B").mkdir(parents=True, exist_ok=True)
+    roots = [open_root(samba.url("caja2", f"Datos/{n}"), cfg) for n in ("A", "B")]
+    for st in roots:
+        st.list("")
+    conns = [c for st in roots for c in smb_mod._CACHES[st._key].values()]
+    assert len(conns) == 2 and all(isinstance(c, Connection) and c.transport.connected for c in conns)
+    assert conns[0].client_guid != conns[1].client_guid
+    for st in roots:
+        st.forget()
+
+
 def test_loyalty_sync_over_smb_reads_only_new_bytes(cfg, smb_caja):
     c1, root = smb_caja("CAJA1", "caja1")
     registry.add("CAJA1", root, config=cfg)
