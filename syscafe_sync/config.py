@@ -253,12 +253,7 @@ def _check_db_url(config: Config) -> None:
         where = f"{config.config_path}: database.url"
     else:
         where = f"the home {config.home}"
-    try:
-        parsed = urlparse(url)
-        parsed.port  # noqa: B018 - parsing the port is what raises for "host:abc"
-    except ValueError as exc:
-        raise ConfigError(f"{where}: the database URL {mask_password(url)!r} cannot be read ({exc}); write it as "
-                          "postgresql://USER@HOST[:PORT]/DBNAME or sqlite:///PATH.") from None
+    parsed = parse_db_url(url, lambda shown: f"{where}: the database URL {shown!r}", ConfigError)
     if parsed.scheme.split("+")[0] != "sqlite":
         return
     path = url.partition(":///")[2]
@@ -272,6 +267,18 @@ def _check_db_url(config: Config) -> None:
         # Relative to the folder a command happens to run in: the service and a person's shell would use two databases.
         raise ConfigError(f"{where} = {url!r} names a relative path; give the full path, e.g. "
                           f"\"sqlite:///{(config.home / path).as_posix()}\", so every command and the service open the same file.")
+
+
+def parse_db_url(url: str, named, error: type[Exception]):
+    """urlparse(url), port included; for a URL that does not parse, `error` saying so and how to spell it, the URL
+    named by named(the URL with its password masked), as db.redact itself cannot parse such a URL."""
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 - parsing the port is what raises for "host:abc"
+    except ValueError as exc:
+        raise error(f"{named(mask_password(url))} cannot be read ({exc}); write it as "
+                    "postgresql://USER@HOST[:PORT]/DBNAME or sqlite:///PATH.") from None
+    return parsed
 
 
 def mask_password(url: str) -> str:

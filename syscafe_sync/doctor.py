@@ -89,6 +89,10 @@ def _database(config: Config) -> Check:
     except Exception as exc:  # whatever the driver raises, the person needs the same sentence
         return Check("database reachable", "fail", f"{where} cannot be opened ({exc})",
                      "check --db, SYSCAFE_SYNC_DB or database.url in config.toml and that the database server runs, then `syscafe-sync init`")
+    if version > migrations.LATEST:  # every other command refuses it (migrations.refuse_newer)
+        return Check("database reachable", "fail", f"{where}: schema version {version} is newer than this program knows "
+                     f"({migrations.LATEST}): a later syscafe-sync upgraded it",
+                     "install that later version again (pip install --upgrade syscafe-sync), or give --db another database")
     if version < migrations.LATEST:
         return Check("database reachable", "fail", f"{where}: schema version {version}, this program needs {migrations.LATEST}",
                      "run `syscafe-sync init` to upgrade the schema")

@@ -23,7 +23,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
 from peewee import CharField, Database, SqliteDatabase, TextField
 
@@ -118,11 +117,7 @@ def _uncovered(source: Database) -> list[str]:
 
 def _check_target(source_url: str, target_url: str) -> str:
     """The target's kind; UsageError for a URL that cannot be a new home for the data."""
-    try:
-        urlparse(target_url).port  # noqa: B018 - what raises for "host:abc"; kind() and redact() would raise too
-    except ValueError as exc:
-        raise UsageError(f"--to {config_mod.mask_password(target_url)}: the URL cannot be read ({exc}); write it as "
-                         "postgresql://USER@HOST[:PORT]/DBNAME or sqlite:///PATH.") from None
+    config_mod.parse_db_url(target_url, lambda shown: f"--to {shown}: the URL", UsageError)  # kind(), redact() raise on it
     kind = db_mod.kind(target_url)
     where = db_mod.redact(target_url)
     if kind is None:

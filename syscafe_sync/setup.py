@@ -23,7 +23,6 @@ def open_config(cfg: config_mod.Config) -> config_mod.Config:
     db_mod.require_file(cfg.db_url)
     db = db_mod.connect(cfg.db_url)
     db_mod.require_schema(db)
-    migrations.refuse_newer(db)
     synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
     return cfg
 

@@ -77,6 +77,8 @@ def test_a_schema_newer_than_this_program_is_refused_and_left_as_it_is(tmp_path)
         assert proc.stdout == ""
         [line] = proc.stderr.splitlines()
         assert f"version {LATEST + 1} ('a later migration'), newer than this syscafe-sync knows (version {LATEST})" in line
+    checks = {c["check"]: c for c in json.loads(run_cli(home, "--json", "doctor", check=1).stdout)["checks"]}
+    assert checks["database reachable"]["status"] == "fail" and f"schema version {LATEST + 1} is newer" in checks["database reachable"]["message"]
     assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (LATEST + 1,)
     con.close()
 

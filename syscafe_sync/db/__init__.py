@@ -130,6 +130,7 @@ def require_file(url: str) -> None:
 
 def require_schema(db: Database) -> None:
     version = migrations.current_version(db)
+    migrations.refuse_newer(db, version)
     if version < migrations.LATEST:
         raise NotInitialised(
             f"the database schema is at version {version}, this syscafe-sync needs {migrations.LATEST}; run `syscafe-sync init` to create or upgrade it."

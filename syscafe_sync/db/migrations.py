@@ -101,10 +101,10 @@ def current_version(db: Database) -> int:
     return row.version if row else 0
 
 
-def refuse_newer(db: Database) -> None:
+def refuse_newer(db: Database, version: int | None = None) -> None:
     """A schema a later syscafe-sync upgraded (the program was downgraded since) may hold tables, columns or
     meanings this one does not know: writing to it could break it for the version that made it."""
-    version = current_version(db)
+    version = current_version(db) if version is None else version
     if version <= LATEST:
         return
     newest = m.SchemaVersion.select().order_by(m.SchemaVersion.version.desc()).first()
