@@ -204,3 +204,15 @@ def last_success() -> dict[str, dict[str, dt.datetime]]:
         # peewee applies the field's conversion to MAX() on some databases and not on others.
         out.setdefault(caja, {})[action] = last if isinstance(last, dt.datetime) else dt.datetime.fromisoformat(last)
     return out
+
+
+def other_cajas(name: str) -> list[str] | None:
+    """None when `name` is a caja registered or in the log (a removed caja's rows stay, and are shown);
+    otherwise the names that are. A `log` refusal is logged under the name it was given: it makes no name known."""
+    from .db.models import Caja
+
+    seen = SyncLog.caja.is_null(False) & ~((SyncLog.action == "log") & (SyncLog.outcome == "refused"))
+    if Caja.get_or_none(Caja.name == name) or SyncLog.get_or_none(seen & (SyncLog.caja == name)):
+        return None
+    return sorted({c for (c,) in SyncLog.select(SyncLog.caja).where(seen).distinct().tuples()}
+                  | {c.name for c in Caja.select(Caja.name)})

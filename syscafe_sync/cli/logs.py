@@ -64,17 +64,12 @@ def log_cmd(app: App, caja, action, since, until, level, limit, follow, poll):
 
 def _known_caja(name: str, follow: bool) -> None:
     """A mistyped or wrongly cased name (caja2 for CAJA2) would print nothing and exit 0: read as "nothing
-    happened to that caja". A removed caja is not registered, but its rows stay and are shown. --follow may
-    wait for a caja about to be registered: it is told, on stderr, and goes on."""
-    from ..db.models import Caja, SyncLog
+    happened to that caja". --follow may wait for a caja about to be registered: it is told, on stderr, and goes on."""
     from ..errors import UnknownCaja
 
-    # This very refusal is logged under the name it was given: it must not make the name known next time.
-    seen = SyncLog.caja.is_null(False) & ~((SyncLog.action == "log") & (SyncLog.outcome == "refused"))
-    if Caja.get_or_none(Caja.name == name) or SyncLog.get_or_none(seen & (SyncLog.caja == name)):
+    known = synclog.other_cajas(name)
+    if known is None:
         return
-    known = sorted({c for (c,) in SyncLog.select(SyncLog.caja).where(seen).distinct().tuples()}
-                   | {c.name for c in Caja.select(Caja.name)})
     said = (f"--caja {name!r}: no caja of that name is registered or in the log (known: {', '.join(known) or 'none yet'}); "
             "names are case-sensitive, see `syscafe-sync caja list`")
     if follow:
