@@ -215,15 +215,24 @@ def push(config: Config, names: list[str] | tuple[str, ...] = (), mode: str = "p
 def push_caja(config: Config, caja, mode: str, dry_run: bool, main: MainCatalogs, now: dt.datetime) -> CajaPush:
     started = time.monotonic()
     result = CajaPush(caja.name, mode, dry_run)
-    serve_caja(
-        config, caja, f"catalogs:{caja.name}", result, "catalog push to",
-        "the caja stays on its previous catalogs, whole.",
-        lambda storage, lease: _CajaPushJob(config, caja, storage, mode, dry_run, main, result, lease, now),
-    )
-    return _finish(result, started)
+    jobs = []
+
+    def make_job(storage, lease):
+        jobs.append(_CajaPushJob(config, caja, storage, mode, dry_run, main, result, lease, now, started))
+        return jobs[-1]
+
+    serve_caja(config, caja, f"catalogs:{caja.name}", result, "catalog push to",
+               "the caja stays on its previous catalogs, whole.", make_job)
+    logged = jobs[0].logged if jobs else None
+    if logged is not None and logged.outcome == result.outcome:
+        synclog.line(logged)
+    else:  # the work did not reach its end, or its caller stopped waiting for it first
+        synclog.record(_entry(result, started))
+    return result
 
 
-def _finish(result: CajaPush, started: float) -> CajaPush:
+def _entry(result: CajaPush, started: float) -> synclog.Entry:
+    """The push's log entry; also sets the result's duration and, for a push that ran, its message."""
     result.duration_s = time.monotonic() - started
     if result.outcome == "ok" and not result.message:
         done = [c for c in result.catalogs if c.mode != "unchanged"]
@@ -242,19 +251,20 @@ def _finish(result: CajaPush, started: float) -> CajaPush:
     level = "info" if result.outcome == "ok" else ("warning" if result.outcome == "busy" else "error")
     if result.outcome == "ok" and any(c.fallback for c in result.catalogs):
         level = "warning"
-    synclog.record(synclog.Entry(
+    return synclog.Entry(
         action="catalogs push", outcome=result.outcome, caja=result.caja, level=level,
         mode=result.mode + (" dry-run" if result.dry_run else ""),
         imported=sum(c.upserts for c in result.catalogs), updated=0, skipped=0, refused=0,
         duration_s=result.duration_s, message=result.message,
         details={"bytes_written": result.bytes_written, "catalogs": [c.as_dict(False) for c in result.catalogs]},
-    ))
-    return result
+    )
 
 
 class _CajaPushJob(CajaJob):
-    def __init__(self, config, caja, storage: Storage, mode, dry_run, main: MainCatalogs, result: CajaPush, lease, now):
+    def __init__(self, config, caja, storage: Storage, mode, dry_run, main: MainCatalogs, result: CajaPush, lease, now,
+                 started: float):
         super().__init__(lease)
+        self.started = started
         self.caja, self.storage, self.mode, self.dry_run = caja, storage, mode, dry_run
         self.main, self.result, self.lease = main, result, lease
         self.now = now.astimezone(config.timezone)
@@ -276,6 +286,9 @@ class _CajaPushJob(CajaJob):
             raise
         except (OSError, SyncError) as exc:  # the root answered; the push fails on it, as it would reading it
             self._refused = exc
+
+    def log_entry(self) -> synclog.Entry:
+        return _entry(self.result, self.started)
 
     # --- what the caja holds now ---------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from . import bounded, stopping
+from . import bounded, stopping, synclog
 from .config import Config
 from .db.models import database
 from .errors import Busy, CredentialsRefused, Unreachable
@@ -48,6 +48,13 @@ class CajaJob:
         # Rows that record what the work did, written in the transaction that gives the lease back:
         # one commit at every caja instead of two.
         self.closing: list[Callable[[], object]] = []
+        # The work's log entry once its row is in the database (see log_entry), for the caller to
+        # write only its line; None when the caller must record the entry itself.
+        self.logged: synclog.Entry | None = None
+
+    def log_entry(self) -> synclog.Entry | None:
+        """The log entry of work that ran to its end, written with the lease's release; None: the caller logs."""
+        return None
 
     def cancel(self) -> None:
         self.stop.set()
@@ -60,12 +67,19 @@ class CajaJob:
         raise NotImplementedError
 
     def run(self) -> None:
+        entry = None
         try:
             self._run()
+            entry = self.log_entry()
+            if entry is not None:
+                self.closing.append(lambda: synclog.row(entry))
         finally:
-            self.lease.release(also=self.closing)
-            if not database.is_closed():
-                database.close()
+            try:
+                self.lease.release(also=self.closing)
+            finally:
+                if not database.is_closed():
+                    database.close()
+        self.logged = entry  # reached only when the transaction that holds its row committed
 
 
 def serve_caja(config: Config, caja, lease_name: str, result, what: str, cut_note: str,

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_json, run_cli, write_config
+import pgtest
+from conftest import cli_json, db_rows, run_cli, write_config
 
 from syscafe_sync import catalogs, push, registry, synclog
 from syscafe_sync.caja.catalog import CatalogError, read_catalog
@@ -285,6 +286,21 @@ def test_a_manifest_committed_but_not_recorded_is_adopted(shop):
     [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
     assert (out.mode, out.upserts, out.fallback) == ("partial", 1, None)
     assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+@pytest.mark.skipif(pgtest.mode() != "pg", reason="PostgreSQL only: reads the transaction id (xmin) that wrote each row")
+def test_a_push_is_logged_in_the_transaction_that_records_its_commit(shop):
+    """A push killed after its commit is recorded has its log row, and no log row says ok for a push
+    whose commit was rolled back: both are written, with the lease's release, in one transaction."""
+    cfg, _, _, prices, tmp = shop
+    run(cfg)
+    reload(tmp, dict(prices, P011="1.00"))
+    assert run(cfg, "partial", "CAJA1")["CAJA1"].outcome == "ok"
+    [(commit_tx, log_tx, lease_tx)] = db_rows(cfg.home, (
+        "select (select xmin from caja_catalogs where caja = 'CAJA1'), "
+        "(select xmin from sync_log where caja = 'CAJA1' and action = 'catalogs push' order by id desc limit 1), "
+        "(select xmin from lease where name = 'catalogs:CAJA1')"))
+    assert commit_tx == log_tx == lease_tx
 
 
 def test_files_replaced_by_a_push_are_deleted_by_the_next_one(shop):
