@@ -104,5 +104,5 @@ def test_work_that_outlasts_the_connect_bound_runs_to_its_own(pushed, monkeypatc
         held.go.set()
     assert held.waiting.is_set()
     assert r.outcome == "ok", r.message
-    assert r.duration_s >= 2.0
+    assert r.duration_s > 1.5  # well past the 1 s connect bound: the work was held until the timer, 2 s after it started
     assert read_catalog(c1.root, "products").version == catalogs.get("products").version
