@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import DAY, cli_json, run_cli
 
 from syscafe_sync import passes, registry
@@ -83,36 +84,69 @@ def test_a_busy_or_unreachable_caja_is_not_tried_again_for_each_day_it_has_to_ca
     assert by_caja == {"CAJA1": ["busy"], "CAJA2": ["ok"] * 7, "CAJA3": ["unreachable"]}
 
 
-def test_ctrl_c_stops_a_manual_sync_at_its_next_safe_point(home, caja_folder):
+def _interrupted(home, args: list[str], started) -> tuple[str, str]:
+    """Runs the program with `args`, sends it Ctrl-C's SIGINT once `started()` says the work is under way,
+    and returns its stdout and stderr; asserts it ended as a command stopped at a safe point does."""
     import signal
     import subprocess
     import sys
     import time
 
-    from conftest import cli_env, db_rows, write_config
+    from conftest import cli_env
 
-    write_config(home, limits={"batch_size": 20})
-    big = caja_folder("CAJA1")
-    big.add_many(1, 1500)
-    registry.add("CAJA1", str(big.root))
-    imported = lambda: int(db_rows(home, "SELECT COUNT(*) FROM voucher")[0][0])  # noqa: E731
-    proc = subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), "sync", "--date", DAY.isoformat()],
+    proc = subprocess.Popen([sys.executable, "-m", "syscafe_sync", "--home", str(home), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home))
     try:
         deadline = time.monotonic() + 60
-        while imported() == 0 and proc.poll() is None and time.monotonic() < deadline:
+        while not started() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert proc.poll() is None, "the work ended before the test could interrupt it: give it more to do"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    # Before, only the main thread heard it: the import went on to the last voucher, then "Aborted!".
+    # Before, only the main thread heard it: the work went on to its end, then "Aborted!".
     assert proc.returncode == 1 and "stopping at the next safe point" in err, err
+    return out, err
+
+
+@pytest.mark.parametrize("command", ["sync", "import"])
+def test_ctrl_c_stops_a_manual_sync_or_import_at_its_next_safe_point(home, caja_folder, command):
+    from conftest import db_rows, write_config
+
+    write_config(home, limits={"batch_size": 20})
+    big = caja_folder("CAJA1")
+    big.add_many(1, 1500)
+    registry.add("CAJA1", str(big.root))
+    imported = lambda: int(db_rows(home, "SELECT COUNT(*) FROM voucher")[0][0])  # noqa: E731
+    out, _ = _interrupted(home, [command, "--date", DAY.isoformat()], lambda: imported() > 0)
     assert "syscafe-sync was asked to stop" in out, out
     assert 0 < imported() < 1500
     lines = int(db_rows(home, "SELECT COUNT(*) FROM voucher_line")[0][0])
     assert lines == 2 * imported(), "every voucher imported is whole"
     doc = cli_json(home, "sync", "--date", DAY.isoformat())
     assert imported() == 1500 and doc["actions"][0]["results"][0]["outcome"] == "ok"
+
+
+def test_ctrl_c_stops_a_catalog_push_before_the_cajas_not_started_and_leaves_each_whole(home, caja_folder, tmp_path):
+    from conftest import db_rows, write_config
+
+    write_config(home, limits={"workers": 1})  # one caja after the other: a Ctrl-C falls between two of them
+    folders = [caja_folder(f"CAJA{i}") for i in range(1, 9)]
+    for f in folders:
+        registry.add(f.name, str(f.root))
+    products = tmp_path / "products.csv"
+    products.write_text("code,description,price\n" + "".join(f"P{i:05d},Producto {i},{1000 + i}.00\n" for i in range(30000)))
+    run_cli(home, "catalogs", "load", "products", str(products), check=0)
+    committed = lambda: int(db_rows(home, "SELECT COUNT(*) FROM caja_catalogs WHERE manifest_sha IS NOT NULL")[0][0])  # noqa: E731
+    out, _ = _interrupted(home, ["catalogs", "push"], lambda: committed() > 0)
+    assert "catalog push to CAJA8 not started: syscafe-sync is stopping" in out, out
+    pushed = [f for f in folders if (f.root / "catalogs" / "manifest.json").exists()]
+    assert 0 < len(pushed) < len(folders)
+    for f in pushed:
+        assert len(read_catalog(f.root, "products").records) == 30000
+    doc = cli_json(home, "catalogs", "push")
+    assert [r["outcome"] for r in doc["results"]] == ["ok"] * len(folders)
+    assert all(len(read_catalog(f.root, "products").records) == 30000 for f in folders)

@@ -9,6 +9,7 @@ import click
 
 from .. import importer, vouchers
 from .app import App, DateParam, Group, pass_app, render_table, resolve_day
+from .interrupt import stop_at_a_safe_point_on_ctrl_c
 
 
 class _ProgressBars:
@@ -42,6 +43,7 @@ def import_cmd(app: App, cajas, day, mode):
     """Import the vouchers of a process date from CAJAS (default: every caja)."""
     cfg = app.open()
     bars = _ProgressBars() if app.interactive else None
+    stop_at_a_safe_point_on_ctrl_c()
     try:
         result = importer.import_day(cfg, cajas, resolve_day(day, cfg), mode, progress=bars)
     finally:

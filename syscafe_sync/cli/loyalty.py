@@ -6,6 +6,7 @@ import click
 
 from .. import loyalty as core
 from .app import App, Group, pass_app, render_table
+from .interrupt import stop_at_a_safe_point_on_ctrl_c
 
 
 @click.group(cls=Group)
@@ -19,6 +20,7 @@ def loyalty():
 def sync_cmd(app: App, cajas):
     """Read the new lines of CAJAS' points ledgers (default: every caja) and refresh the loyalty_balances catalog."""
     cfg = app.open()
+    stop_at_a_safe_point_on_ctrl_c()
     result = core.sync(cfg, cajas)
     rows = [[r.caja, r.outcome, r.entries, r.duplicates, r.refused, f"{r.duration_s:.2f}"] for r in result.results]
     text = [render_table(["caja", "outcome", "entries", "already counted", "refused", "seconds"], rows)]

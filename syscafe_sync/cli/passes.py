@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
-from .. import passes, stopping
+from .. import passes
 from .app import App, DateParam, pass_app, render_table, resolve_day
+from .interrupt import stop_at_a_safe_point_on_ctrl_c
 
 
 @click.command("sync")
@@ -17,20 +16,11 @@ from .app import App, DateParam, pass_app, render_table, resolve_day
 def sync_cmd(app: App, cajas, day):
     """One full pass over CAJAS (default: every caja): import (skip), loyalty, rules, catalogs (partial)."""
     cfg = app.open()
-    signal.signal(signal.SIGINT, _stop_at_a_safe_point)
+    stop_at_a_safe_point_on_ctrl_c()
     result = passes.run_pass(cfg, cajas, resolve_day(day, cfg))
     app.emit(result.as_dict(), render(result))
     if result.failed:
         raise SystemExit(1)
-
-
-def _stop_at_a_safe_point(*_) -> None:
-    """Ctrl-C: each caja's work stops at its next safe point, as the service's does. Python's own KeyboardInterrupt
-    reached only this thread, which waits for the cajas' workers: they went on to the end of their work (up to
-    limits.caja_timeout_s on a share that stopped answering), and only then did it end. A second Ctrl-C is that."""
-    stopping.requested.set()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    click.echo("stopping at the next safe point; Ctrl-C again to quit at once", err=True)
 
 
 def render(result: passes.PassResult) -> str:

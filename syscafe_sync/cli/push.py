@@ -6,6 +6,7 @@ import click
 
 from .. import push as push_core
 from .app import App, pass_app, render_table
+from .interrupt import stop_at_a_safe_point_on_ctrl_c
 
 
 @click.command("push")
@@ -18,6 +19,7 @@ from .app import App, pass_app, render_table
 def push_cmd(app: App, cajas, mode, dry_run):
     """Push the main server's catalogs to CAJAS (default: every caja) ("Actualizar catálogos")."""
     cfg = app.open()
+    stop_at_a_safe_point_on_ctrl_c()
     result = push_core.push(cfg, cajas, mode, dry_run)
     app.emit(result.as_dict(), render(result))
     if result.failed:

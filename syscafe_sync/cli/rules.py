@@ -6,6 +6,7 @@ import click
 
 from .. import rules as rules_core
 from .app import App, Group, pass_app, render_table
+from .interrupt import stop_at_a_safe_point_on_ctrl_c
 
 
 @click.group(cls=Group, name="rules")
@@ -26,6 +27,7 @@ def rules_sync(app: App, cajas):
     a file was refused; conflicts alone exit 0.
     """
     cfg = app.open()
+    stop_at_a_safe_point_on_ctrl_c()
     result = rules_core.sync(cfg, cajas)
     app.emit(result.as_dict(), render_sync(result))
     if result.failed:
