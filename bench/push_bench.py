@@ -24,11 +24,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 import lan  # noqa: E402  same folder
+import pgtest  # noqa: E402  the tests' throw-away PostgreSQL databases
 from import_bench import child_result, table  # noqa: E402  same folder: what both benchmarks share
 from samba import PASSWORD, SambaServer, unavailable  # noqa: E402  the tests' throw-away Samba server
 
@@ -391,9 +393,15 @@ STEPS = [
 ]
 
 
-def one_round(args, cajas_dir: Path, home: Path, csv_path: Path, runs: dict[str, list[dict]]) -> dict:
-    """Fresh home and cajas, then every step in order; each step's result appended to runs[step]."""
+def one_round(args, cajas_dir: Path, home: Path, csv_path: Path, runs: dict[str, list[dict]], pg=None) -> dict:
+    """Fresh home and cajas, then every step in order; each step's result appended to runs[step].
+    `pg` (a pgtest.Server): the home's database is a new, empty PostgreSQL database, named in the
+    children's SYSCAFE_SYNC_DB, as a service on PostgreSQL gets it; the last round's is dropped by main."""
     shutil.rmtree(home, ignore_errors=True)
+    if pg is not None:
+        if os.environ.get("SYSCAFE_SYNC_DB"):
+            pg.drop(urlparse(os.environ["SYSCAFE_SYNC_DB"]).path.lstrip("/"))
+        os.environ["SYSCAFE_SYNC_DB"] = pg.url(pg.create())
     write_cajas(cajas_dir, args.cajas)
     write_products(csv_path, args.products, set())
     setup = run_child("setup", cajas_dir, home, csv_path)
@@ -443,6 +451,9 @@ def main() -> None:
     ap.add_argument("--cajas-dir", metavar="DIR",
                     help="put the caja folders under DIR, on another file system than the home (the cajas are other "
                          "machines: their flushes do not wait for the main server's database); default: in the workdir")
+    ap.add_argument("--pg", action="store_true",
+                    help="the main database on PostgreSQL (a new database each round, on the tests' server: 127.0.0.1:5432 "
+                         "with trust auth, or SYSCAFE_SYNC_TEST_DB=postgresql://USER@HOST:PORT/DB) instead of SQLite in the home")
     ap.add_argument("--without", type=what_if, default=[], metavar="flushes,threads",
                     help="what-if runs the product never does: take out the caja files' flushes (os.fsync) and/or "
                          "the threads (every caja and step inline, one after the other), to see what the rest costs")
@@ -508,13 +519,22 @@ def main() -> None:
                   f"{'the same' if same_fs(cajas_dir.parent, work) else 'another'} file system")
         else:
             print(f"workdir: {work} (local disk; cajas and home on the same disk and file system)")
+    pg = None
+    if args.pg:
+        pg = pgtest.Server()
+        if pg.conn is None:
+            sys.exit(f"push_bench --pg needs a PostgreSQL server: {pg.why}")
+        p = pg.params
+        print(f"database: PostgreSQL at {p['host']}:{p['port']} (user {p['user']}), a new database each round")
+    else:
+        print("database: SQLite in the home (WAL)")
     if args.without:
         print(f"WHAT-IF run, without {' and '.join(args.without)}: the product never runs this way; the figures show "
               "what the rest costs, and say nothing of the goals")
     try:
         runs: dict[str, list[dict]] = {}
         for round_no in range(1, args.repeat + 1):
-            setup = one_round(args, cajas_dir, home, csv_path, runs)
+            setup = one_round(args, cajas_dir, home, csv_path, runs, pg)
             if round_no == 1:
                 print(f"data: {args.cajas} empty cajas, {CATALOG}.csv with {args.products:,} records "
                       f"({csv_path.stat().st_size / 2**20:.1f} MiB); written again for every round (not timed)")
@@ -608,6 +628,10 @@ def main() -> None:
             r = run_child(args.profile, cajas_dir, home, csv_path, profile=True)
             print(f"profiled {args.profile} push: {r['seconds']:.3f} s")
     finally:
+        if pg is not None:
+            if os.environ.get("SYSCAFE_SYNC_DB"):
+                pg.drop(urlparse(os.environ.pop("SYSCAFE_SYNC_DB")).path.lstrip("/"))
+            pg.conn.close()
         if server:
             server.stop()
         if link:
