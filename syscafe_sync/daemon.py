@@ -129,7 +129,7 @@ class Daemon:
         if self.watch:
             self.watcher = Watcher(self._on_voucher, self.config.limits["connect_timeout_s"])
         self.scheduler.start()
-        notify("READY=1")
+        notify(f"READY=1\nSTATUS=serving: a pass every {self.interval_s / 60:g} min")
         try:
             while not stopping.requested.wait(1.0):
                 self._mend_schedule()

@@ -31,6 +31,14 @@ class UnknownCaja(UsageError):
     """A caja name that is not registered."""
 
 
+class DatabaseDown(SyncError):
+    """The database server did not answer: not started yet, restarting, unreachable or out of connections.
+
+    Exit 1, not 2: nothing is wrong with the command, and a service manager that restarts on failure
+    tries again (the systemd unit's RestartPreventExitStatus=2 would leave the service dead after a
+    boot where PostgreSQL comes up after syscafe-sync)."""
+
+
 class OutsideRoot(SyncError):
     """A path that would leave the caja root (`..`, a separator, a link leading out)."""
 

@@ -17,8 +17,9 @@ import win32service
 import win32serviceutil
 
 from . import stopping
+from .config import load
 from .daemon import Daemon
-from .setup import open_home
+from .startup import open_when_answering
 
 NAME = "syscafe-sync"
 DISPLAY = "syscafe-sync (consolidación de cajas)"
@@ -45,8 +46,12 @@ class SyscafeSyncService(win32serviceutil.ServiceFramework):
         home = win32serviceutil.GetServiceCustomOption(self._svc_name_, "home")
         db_url = win32serviceutil.GetServiceCustomOption(self._svc_name_, "db") or None
         try:
-            config = open_home(home, db_url)
-            if not stopping.requested.is_set():  # a stop during open_home: it is stopping, not running
+            # A service started at boot before PostgreSQL waits for it (the event log says so) instead of stopping
+            # for good: Windows restarts a stopped service only where someone set its recovery actions.
+            config = open_when_answering(load(home, db_url), lambda m: servicemanager.LogWarningMsg(f"{NAME}: {m}"))
+            if config is None:  # stopped while it waited for the database
+                return
+            if not stopping.requested.is_set():  # a stop during the opening: it is stopping, not running
                 self.ReportServiceStatus(win32service.SERVICE_RUNNING)
                 servicemanager.LogInfoMsg(f"{NAME}: serving home {config.home}; the sync log is {config.log_path}")
             Daemon(config).run()  # returns at once after such a stop

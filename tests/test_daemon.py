@@ -4,6 +4,7 @@ per database, catch-up of missed days, file events — and the health it reports
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -176,7 +177,9 @@ def test_systemd_is_told_ready_once_the_database_is_taken_and_stopping_at_sigter
         sock.bind(address if kind == "path" else "\0" + address[1:])
         sock.settimeout(20)
         proc = daemon(home, "--interval", "5", "--no-watch", env={"NOTIFY_SOCKET": address})
-        assert sock.recv(64) == b"READY=1", proc.stderr
+        ready, status = sock.recv(256).decode().split("\n")
+        assert ready == "READY=1", proc.stderr
+        assert status == "STATUS=serving: a pass every 5 min"  # what `systemctl status` shows
         assert log_rows("daemon", "start"), "ready only once this daemon holds the database"
         assert wait_for(lambda: log_rows("daemon", "pass"), 15), history()
         sock.setblocking(False)
@@ -437,6 +440,69 @@ def test_postgresql_going_away_and_back_is_logged_and_the_stop_after_it_is_clean
         assert log_rows("daemon", "stop"), history()
     finally:
         proxy.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_daemon_started_before_postgresql_answers_waits_for_it_then_serves(pg_home, caja_folder, daemon, tmp_path):
+    # A boot where the service starts first: before, the daemon exited 2 at once, which systemd does not restart.
+    from urllib.parse import urlparse
+
+    from conftest import PG_HOMES
+
+    url = urlparse(PG_HOMES[pg_home])
+    registry.add("CAJA1", str(caja_folder("CAJA1").root))
+    proxy = _CutProxy(url.port)
+    proxy.cut()  # PostgreSQL not accepting connections yet: each one is reset
+    log_file = pg_home / "logs" / "syscafe-sync.log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.settimeout(20)
+        try:
+            through = url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}").geturl()
+            proc = daemon(pg_home, "--interval", "0.05", "--no-watch",
+                          env={"SYSCAFE_SYNC_DB": through, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+            status = sock.recv(1024).decode()
+            assert status.startswith("STATUS=waiting for the database: the database postgresql://") and "does not answer" in status
+            assert wait_for(lambda: "waiting for the database" in log_file.read_text(encoding="utf-8"), 10)
+            time.sleep(2.5)  # a second and a third try, 1 s and 2 s later, still refused
+            assert proc.poll() is None, proc.communicate()[1]
+            assert not log_rows("daemon", "start"), "no start while the database does not answer"
+            proxy.up.set()
+            assert wait_for(lambda: log_rows("daemon", "pass"), 20), history()
+            while not (message := sock.recv(1024).decode()).startswith("READY=1"):
+                assert message.startswith("STATUS="), message
+            waited = log_rows("daemon", "wait")
+            assert [r.outcome for r in waited] == ["ok"] and "the database answers after" in waited[0].message, history()
+            assert waited[0].duration_s >= 2.5 and waited[0].id < log_rows("daemon", "start")[0].id
+            code, _, err = stop(proc)
+        finally:
+            proxy.close()
+    assert code == 0, err
+    assert "Traceback" not in err and "syscafe-sync daemon: waiting for the database" in err and "Next try in 1 s" in err
+    lines = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+    waits = [x for x in lines if x.get("mode") == "wait"]
+    assert [w["outcome"] for w in waits] == ["failed", "ok"], "the same reason is written once, not at every try"
+    assert waits[0]["level"] == "warning"
+
+
+@pytest.mark.slow
+def test_a_daemon_asked_to_stop_while_it_waits_for_the_database_exits_0_at_once(tmp_path, daemon):
+    home = tmp_path / "home"
+    run_cli(home, "init", check=0)
+    log_file = home / "logs" / "syscafe-sync.log"
+    proc = daemon(home, "--no-watch", env={"SYSCAFE_SYNC_DB": f"postgresql://syscafe@127.0.0.1:{_closed_port()}/main"})
+    assert wait_for(lambda: "waiting for the database" in log_file.read_text(encoding="utf-8"), 15), proc.stderr
+    time.sleep(1.5)  # into its second wait, of 2 s
+    code, took, err = stop(proc, within=5)
+    assert code == 0 and took < 1.5, (code, took, err)
+    assert "Traceback" not in err and "Connection refused" in err
+    assert "daemon stopped while it waited for the database" in log_file.read_text(encoding="utf-8")
 
 
 def test_a_bad_interval_is_refused_with_exit_2(home):

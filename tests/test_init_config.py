@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import os
 import subprocess
 import sys
@@ -421,3 +422,38 @@ def test_init_adds_to_a_version_9_database_the_column_of_stale_catalog_files_kee
     assert out["schema_version"] == migrations.LATEST
     assert out["migrations"] == [name for version, name, _ in migrations.MIGRATIONS if version >= 10]
     assert db.execute("SELECT caja, manifest_sha, stale FROM caja_catalogs").fetchall() == [("CAJA1", "abc", None)]
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: PostgreSQL's server not started yet."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_postgresql_server_that_does_not_answer_is_exit_1_which_a_service_retries(tmp_path):
+    # Exit 2 there left the systemd service dead (RestartPreventExitStatus=2) after a boot where PostgreSQL
+    # came up after syscafe-sync's `init` (ExecStartPre); 1 is restarted.
+    url = f"postgresql://syscafe:s3cret-pw@127.0.0.1:{_closed_port()}/main"
+    proc = run_cli(tmp_path / "home", "--db", url, "init", check=1)
+    line = one_error_line(proc)
+    assert "does not answer" in line and "Connection refused" in line and "a service tries again" in line
+    assert "syscafe:***@" in line and "s3cret-pw" not in line
+
+
+@pytest.mark.parametrize("wrong", ["database", "role"])
+def test_a_postgresql_server_that_refuses_the_url_for_good_is_exit_2(tmp_path, pg_url, wrong):
+    from urllib.parse import urlparse
+
+    u = urlparse(pg_url)
+    url = (u._replace(path="/no_such_database") if wrong == "database"
+           else u._replace(netloc=f"no_such_role@{u.hostname}:{u.port}")).geturl()
+    line = one_error_line(run_cli(tmp_path / "home", "--db", url, "init", check=2))
+    assert "cannot open the database" in line and "does not exist" in line and "check --db" in line
+
+
+def test_redact_masks_the_password_of_a_url_it_cannot_parse():
+    from syscafe_sync.db import redact
+
+    assert redact("postgresql://syscafe:s3cret-pw@[::1/x") == "postgresql://syscafe:***@[::1/x"
+    assert redact("postgresql://syscafe:s3cret-pw@db:5432/x") == "postgresql://syscafe:***@db:5432/x"

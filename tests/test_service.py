@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import cli_json, run_cli
 
-from syscafe_sync import stopping
+from syscafe_sync import config as config_mod
+from syscafe_sync import setup, stopping
 from syscafe_sync.db.models import SyncLog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,6 +95,10 @@ def test_the_unit_does_not_restart_a_daemon_refused_for_good():
     # another daemon holding the database, a bad setting: restarting every RestartSec would not change either
     assert prevented == [[str(AlreadyRunning.exit_code)]] and AlreadyRunning.exit_code == UsageError.exit_code == 2
     assert "Restart=on-failure" in unit.splitlines(), "a failure while it ran (exit 1) is still restarted"
+    from syscafe_sync.errors import DatabaseDown
+
+    # `init` (ExecStartPre) at a boot where PostgreSQL is not up yet: restarted until it is
+    assert DatabaseDown.exit_code not in {int(code) for code in prevented[0]}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="on Windows `service install` installs for real")
@@ -131,7 +137,8 @@ class _FakeWindows:
                 SERVICE_STOP_PENDING=self.SERVICE_STOP_PENDING, SERVICE_RUNNING=self.SERVICE_RUNNING,
                 SERVICE_AUTO_START=self.SERVICE_AUTO_START, SERVICE_DEMAND_START=self.SERVICE_DEMAND_START),
             "servicemanager": types.SimpleNamespace(
-                LogInfoMsg=lambda m: fake.events.append(f"info: {m}"), LogErrorMsg=lambda m: fake.events.append(f"error: {m}")),
+                LogInfoMsg=lambda m: fake.events.append(f"info: {m}"), LogErrorMsg=lambda m: fake.events.append(f"error: {m}"),
+                LogWarningMsg=lambda m: fake.events.append(f"warning: {m}")),
         }
 
 
@@ -207,6 +214,31 @@ def test_a_windows_service_that_cannot_start_says_why_in_the_event_log(tmp_path,
     with pytest.raises(Exception, match="run `syscafe-sync"):
         service.SvcDoRun()
     assert fake.events and fake.events[0].startswith("error: syscafe-sync stopped:") and "init" in fake.events[0]
+
+
+def test_a_windows_service_started_before_its_database_answers_waits_and_a_stop_ends_the_wait(tmp_path, windows):
+    # Started at boot before PostgreSQL, it stopped for good: Windows restarts a service only where someone set
+    # its recovery actions. Now it waits, says so in the event log, and a stop ends the wait.
+    home = tmp_path / "home"
+    setup.init(config_mod.load(home, must_exist=False))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    fake, winservice = windows({"home": str(home), "db": f"postgresql://syscafe@127.0.0.1:{port}/main"})
+    service = winservice.SyscafeSyncService(["syscafe-sync"])
+    runner = threading.Thread(target=service.SvcDoRun)
+    runner.start()
+    try:
+        assert _wait(lambda: fake.events), "the wait is in the event log"
+        assert fake.events[0].startswith("warning: syscafe-sync: waiting for the database: the database postgresql://syscafe@")
+        assert "does not answer" in fake.events[0]
+        assert runner.is_alive(), fake.events
+    finally:
+        service.SvcStop()
+        runner.join(15)
+    assert not runner.is_alive(), "the stop ended the wait"
+    assert fake.reported == [fake.SERVICE_STOP_PENDING], "never reported running"
+    assert not any(e.startswith("error:") for e in fake.events), fake.events
 
 
 def test_install_keeps_home_and_database_as_the_services_parameters(windows, monkeypatch):

@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 import click
 
 from .. import db as db_mod
-from .. import stopping
-from ..daemon import Daemon
+from .. import startup, stopping
+from ..daemon import Daemon, notify
 from ..errors import UsageError
 from .app import App, pass_app
 
@@ -35,11 +35,19 @@ def daemon_cmd(app: App, interval, watch, shared):
     # First of all: a SIGTERM while the home and the database are opened must not be lost (run() honours it).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.requested.set())
-    cfg = app.open()
+    cfg = startup.open_when_answering(app.config(), _tell_the_console)
+    if cfg is None:  # stopped while it waited for the database: nothing had started
+        raise SystemExit(0)
     service = Daemon(cfg, interval, watch, shared)
     if not app.json_out:
         click.echo(f"syscafe-sync daemon: a pass every {service.interval_s / 60:g} min; the log is {cfg.log_path}; stop with Ctrl-C or SIGTERM.", err=True)
     raise SystemExit(service.run())
+
+
+def _tell_the_console(message: str) -> None:
+    """A line of the start's wait for the database, where a person looks: stderr (the journal) and systemctl status."""
+    notify(f"STATUS={message}")
+    click.echo(f"syscafe-sync daemon: {message}", err=True)
 
 
 @click.group("service")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import decimal
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from peewee import Database, OperationalError, SqliteDatabase
 from playhouse.db_url import connect as url_connect
 from playhouse.pool import PooledDatabase
 
-from ..errors import ConfigError, NotInitialised
+from ..config import mask_password
+from ..errors import ConfigError, DatabaseDown, NotInitialised
 from . import migrations
 from .models import database
 
@@ -29,6 +31,21 @@ _FIELD_TYPES = {
 # A pooled connection older than this is closed on its next check-out or check-in, and a new one opened.
 STALE_S = 600
 _SQLITE_PRAGMAS = {"busy_timeout": 30000, "synchronous": "normal", "foreign_keys": 1}
+# libpq's own default is to wait for the TCP handshake as long as the kernel retries it (about two minutes
+# on Linux) when the server's host is off: a service would hang there, deaf to its stop. A URL's own
+# ?connect_timeout= is kept.
+PG_CONNECT_TIMEOUT_S = 10
+# What PostgreSQL (libpq) says when it answered and refused for good: the URL names a database, role or
+# password it does not know, or pg_hba.conf lets the client in with no rule. Anything else a connection
+# fails with (refused, timed out, a host name not found yet at boot, "the database system is starting up",
+# "too many clients") may pass, and is DatabaseDown. English and Spanish, the server's lc_messages of
+# most installations here; a refusal in another language is taken as one that may pass, which costs a
+# service retries with the message in its log, never a service left dead.
+_PG_REFUSED_FOR_GOOD = re.compile(
+    r"does not exist|no existe|authentication failed|autentificaci[oó]n|no password supplied|pg_hba\.conf"
+    r"|invalid (?:connection option|dsn|integer value|sslmode value)",
+    re.IGNORECASE,
+)
 
 
 # A Decimal handed straight to sqlite3 (the importer's bulk inserts) is stored as its exact text,
@@ -54,7 +71,14 @@ def connect(url: str) -> Database:
         db.connect(reuse_if_open=True)
         if kind(url) == "sqlite":
             db.execute_sql("PRAGMA journal_mode = wal")
-    except (OperationalError, ImportError) as exc:
+    except OperationalError as exc:
+        said = " ".join(str(exc).split())
+        if kind(url) == "postgres" and not _PG_REFUSED_FOR_GOOD.search(said):
+            raise DatabaseDown(f"the database {redact(url)} does not answer ({said}); start PostgreSQL there or wait "
+                               "until it is up (a service tries again), or fix --db, SYSCAFE_SYNC_DB or database.url "
+                               "in config.toml if it names the wrong server.") from exc
+        raise ConfigError(f"cannot open the database {redact(url)} ({said}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
+    except ImportError as exc:
         raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
     return db
 
@@ -103,6 +127,8 @@ def open_url(url: str, pooled: bool = False) -> Database:
             pool["check_same_thread"] = False
         db = url_connect(url, pragmas=_SQLITE_PRAGMAS, field_types=_FIELD_TYPES["sqlite"], **pool)
     elif scheme == "postgres":
+        if "connect_timeout" not in parse_qs(urlparse(url).query):
+            pool["connect_timeout"] = PG_CONNECT_TIMEOUT_S
         db = url_connect(url, field_types=_FIELD_TYPES["postgres"], **pool)
     else:
         raise ConfigError(f"database URL {redact(given)!r} is neither sqlite:///PATH nor postgresql://…; fix --db, "
@@ -138,10 +164,13 @@ def require_schema(db: Database) -> None:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@", 1)
+    """The URL without its password, for messages and logs; never raises, as it is called to word an error."""
+    try:
+        password = urlparse(url).password
+    except ValueError:  # "[::1" and the like: urlparse gives up, and so what may be a password is masked by hand
+        return mask_password(url)
+    if password:
+        return url.replace(f":{password}@", ":***@", 1)
     return url
 
 
