@@ -86,6 +86,18 @@ def test_the_unit_refuses_a_database_url_with_a_password(tmp_path):
     assert "s3cret" not in proc.stderr and "postgresql://sync:***@db/main" in proc.stderr and "~/.pgpass" in proc.stderr
 
 
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_service_install_refuses_a_database_url_with_a_password(tmp_path, given):
+    # The Windows service keeps its --db in the registry, under the service's key, which every user may read.
+    url = "postgresql://sync:s3cret@db/main"
+    args, env = (["--db", url], None) if given == "option" else ([], {"SYSCAFE_SYNC_DB": url})
+    proc = run_cli(None, "--home", str(tmp_path / "home"), *args, "service", "install", env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "s3cret" not in proc.stderr and "postgresql://sync:***@db/main" in proc.stderr
+    assert "registry" in proc.stderr and "pgpass.conf" in proc.stderr
+    assert not (tmp_path / "home").exists()
+
+
 def test_the_unit_does_not_restart_a_daemon_refused_for_good():
     from syscafe_sync.daemon import AlreadyRunning
     from syscafe_sync.errors import UsageError

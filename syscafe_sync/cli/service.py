@@ -82,10 +82,7 @@ def unit_cmd(app: App, user):
     if any(c in str(cfg.home) or c in (app.db_url or "") for c in "\n\r\0"):
         raise UsageError(f"the home {str(cfg.home)!r} or the database URL holds a line break, which a unit file cannot; "
                          "give a --home (and --db) without one.")
-    if app.db_url and urlparse(app.db_url).password:
-        raise UsageError(f"the database URL {db_mod.redact(app.db_url)} holds a password, and a unit file is readable by "
-                         "every user of the machine; give the URL without it, and the password in ~/.pgpass of the "
-                         "service's account, or put the whole URL in database.url of config.toml, readable by that account only.")
+    _refuse_a_password(app.db_url, "a unit file is", "~/.pgpass")
     program = shutil.which("syscafe-sync") or os.path.join(os.path.dirname(sys.executable), "syscafe-sync")
     text = UNIT_TEMPLATE.read_text(encoding="utf-8")
     text = text.replace("/opt/syscafe-sync/.venv/bin/syscafe-sync", _unit_word(program, command=True))
@@ -97,11 +94,21 @@ def unit_cmd(app: App, user):
     click.echo(text, nl=False)
 
 
+def _refuse_a_password(db_url: str | None, where_kept: str, pgpass: str) -> None:
+    """A --db (or SYSCAFE_SYNC_DB) with a password is not written where the service keeps it, readable by every user."""
+    if db_url and urlparse(db_url).password:
+        raise UsageError(f"the database URL {db_mod.redact(db_url)} holds a password, and {where_kept} readable by "
+                         f"every user of the machine; give the URL without it, and the password in {pgpass} of the "
+                         "service's account, or put the whole URL in database.url of config.toml, readable by that account only.")
+
+
 @service_group.command("install")
 @click.option("--start", type=click.Choice(["auto", "manual"]), default="auto", show_default=True, help="Start with Windows, or only when asked.")
 @pass_app
 def install_cmd(app: App, start):
     """Installs the Windows service that runs `daemon` for this home and database (Windows only; run as Administrator)."""
+    # Before the platform check: the refusal is the same everywhere, and so can be tested anywhere.
+    _refuse_a_password(app.db_url, "the service's parameters in the registry are", r"%APPDATA%\postgresql\pgpass.conf")
     winservice = _winservice()
     cfg = app.open()
     winservice.install(str(cfg.home), app.db_url, start)
