@@ -304,6 +304,15 @@ def _merge(values: dict, data: dict, path: Path) -> None:
                 raise ConfigError(f"{path}: unknown setting {section}.{key}; the settings of [{section}] are {', '.join(DEFAULTS[section])}.")
 
 
+def changed_settings(old: Config, new: Config) -> list[str]:
+    """The names (section.key, never their values: [smb] holds passwords) of the settings `new` gives otherwise."""
+    names = []
+    for section in sorted(set(old.values) | set(new.values)):
+        before, after = old.values.get(section, {}), new.values.get(section, {})
+        names += [f"{section}.{key}" for key in sorted(set(before) | set(after), key=str) if before.get(key) != after.get(key)]
+    return names
+
+
 def validate(config: Config) -> None:
     for section, keys in DEFAULTS.items():
         for key, default in keys.items():

@@ -23,6 +23,7 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from . import config as config_mod
 from . import health, importer, passes, registry, shared, stopping, synclog
 from .config import Config
 from .db import write_transaction
@@ -34,6 +35,10 @@ from .watch import Watcher
 
 
 
+# Settings the daemon took at its start (its schedule, its watches, its lease, its database, its log file):
+# an edit of config.toml changes them at the next start only. Every other setting applies from the next pass.
+RESTART_ONLY = ("database.url", "sync.interval_minutes", "sync.watch", "sync.watch_debounce_s", "sync.shared",
+                "limits.lease_s", "limits.connect_timeout_s", "log.file_max_bytes", "log.file_backups")
 # A week: a daemon that passes less often serves nobody, and a schedule beyond the calendar's end overflows.
 MAX_INTERVAL_MIN = 7 * 24 * 60
 # A job due further off than its own interval means the wall clock went back (see _mend_schedule); one second
@@ -64,6 +69,15 @@ def notify(state: str) -> None:
             s.sendall(state.encode())
     except OSError:
         pass  # readiness is a courtesy to the service manager, never a reason to stop
+
+
+def _stamp(path) -> tuple[int, int] | None:
+    """What tells that a file was written again: its modification time and size (None: no file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 class Daemon:
@@ -104,6 +118,7 @@ class Daemon:
         )
         self.watcher: Watcher | None = None
         self.passes = 0
+        self._config_seen = _stamp(config.config_path)
 
     def run(self) -> int:
         """Serves until `stopping.requested` is set; returns the exit status (0).
@@ -234,8 +249,38 @@ class Daemon:
         finally:
             database.close()
 
+    def _reread_config(self) -> None:
+        """config.toml edited since it was last read (smb credentials for a new caja, limits.workers): the next
+        pass and file event use it. One that cannot be used is refused, logged, and the settings in force kept."""
+        stamp = _stamp(self.config.config_path)
+        if stamp == self._config_seen:
+            return
+        self._config_seen = stamp
+        path = self.config.config_path
+        try:
+            # The database in use is kept, whatever the file now says: database.url is among RESTART_ONLY.
+            new = config_mod.load(self.config.home, self.config.db_url)
+        except SyncError as exc:
+            self._log("config", f"{path} changed and is refused; the service goes on with the settings it had: {exc}",
+                      outcome="refused", level="error")
+            return
+        changed = config_mod.changed_settings(self.config, new)
+        if not changed:
+            return
+        later = [name for name in changed if name in RESTART_ONLY]
+        now = [name for name in changed if name not in RESTART_ONLY]
+        message = f"{path} changed: " + (f"{', '.join(now)} in force from this pass" if now else "nothing in force before a restart")
+        if later:
+            message += f"; {', '.join(later)} only once the service is restarted (systemctl restart syscafe-sync, or sc stop and sc start)"
+        for name in later:  # self.config keeps saying what is in force
+            section, key = name.split(".", 1)
+            new.values[section][key] = self.config.values[section][key]
+        self.config = new
+        self._log("config", message, level="warning" if later else "info", details={"now": now, "at_restart": later})
+
     def _pass(self) -> None:
         try:
+            self._reread_config()
             cajas = registry.all_cajas()
             if self.share:
                 # Only the cajas this service owns now; the others' are served by the other services.

@@ -505,6 +505,38 @@ def test_a_daemon_asked_to_stop_while_it_waits_for_the_database_exits_0_at_once(
     assert "daemon stopped while it waited for the database" in log_file.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
+def test_config_edited_while_the_daemon_runs_is_in_force_from_the_next_pass_and_a_broken_one_is_refused(home, caja_folder, daemon):
+    c1 = caja_folder("CAJA1")
+    registry.add("CAJA1", str(c1.root))
+    c1.add(1, day=today())
+    proc = daemon(home, "--interval", "0.05", "--no-watch")
+    assert wait_for(lambda: count("CAJA1") == 1, 20), history()
+    # What a person edits while the service runs: a limit, and the interval, which the schedule took at the start.
+    write_config(home, limits={"max_file_bytes": 200}, sync={"interval_minutes": 10})
+    assert wait_for(lambda: log_rows("daemon", "config"), 20), history()
+    row = log_rows("daemon", "config")[0]
+    assert "limits.max_file_bytes in force from this pass" in row.message, row.message
+    assert "sync.interval_minutes only once the service is restarted" in row.message and row.level == "warning"
+    c1.add(2, day=today())  # over 200 bytes, as every voucher is
+    assert wait_for(lambda: [r for r in log_rows("import") if r.caja == "CAJA1" and r.refused], 20), history()
+    assert count("CAJA1") == 1
+    assert "limits.max_file_bytes" in history()
+    seen = len(log_rows("daemon", "pass"))
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= seen + 2, 20), "the interval in force is still 3 s"
+    (home / "config.toml").write_text("[limits]\nmax_file_bytes = \n", encoding="utf-8")
+    assert wait_for(lambda: len(log_rows("daemon", "config")) == 2, 20), history()
+    refused = log_rows("daemon", "config")[1]
+    assert refused.outcome == "refused" and refused.level == "error" and "is not valid TOML" in refused.message
+    assert "goes on with the settings it had" in refused.message
+    seen = len(log_rows("daemon", "pass"))
+    assert wait_for(lambda: len(log_rows("daemon", "pass")) >= seen + 2, 20), history()
+    assert count("CAJA1") == 1, "the limit in force is still the edited one"
+    code, _, err = stop(proc)
+    assert code == 0, err
+    assert len(log_rows("daemon", "config")) == 2, "an unchanged file is not read again at every pass"
+
+
 def test_a_bad_interval_is_refused_with_exit_2(home):
     proc = run_cli(home, "daemon", "--interval", "0")
     assert proc.returncode == 2

@@ -457,3 +457,12 @@ def test_redact_masks_the_password_of_a_url_it_cannot_parse():
 
     assert redact("postgresql://syscafe:s3cret-pw@[::1/x") == "postgresql://syscafe:***@[::1/x"
     assert redact("postgresql://syscafe:s3cret-pw@db:5432/x") == "postgresql://syscafe:***@db:5432/x"
+
+
+def test_changed_settings_names_what_an_edit_changed_never_a_password(home):
+    before = config_mod.load(home)
+    (home / "config.toml").write_text('[limits]\nworkers = 2\n[smb.hosts."10.0.0.5"]\nusername = "caja"\npassword = "s3cret-pw"\n',
+                                      encoding="utf-8")
+    after = config_mod.load(home)
+    assert config_mod.changed_settings(before, after) == ["limits.workers", "smb.hosts"]
+    assert config_mod.changed_settings(after, config_mod.load(home)) == []
