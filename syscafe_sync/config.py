@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
@@ -233,6 +234,9 @@ def load(home: str | os.PathLike | None = None, db_url: str | None = None, *, mu
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path} is not UTF-8 text ({exc}); save it again as UTF-8 (in Notepad: Save as, "
                               "Encoding UTF-8) or delete it and run `syscafe-sync init`.") from exc
+        except OSError as exc:  # a file copied in by root, 0600: the service's account cannot read it
+            raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); give the account that runs syscafe-sync "
+                              "(the service's) read access to it.") from exc
         _merge(values, data, path)
     elif must_exist:
         raise NotInitialised(f"{home_path} has no {CONFIG_FILE}; run `syscafe-sync --home {home_path} init` first.")
@@ -281,13 +285,26 @@ def parse_db_url(url: str, named, error: type[Exception]):
     return parsed
 
 
+# libpq takes a password in the query too (postgresql://u@h/db?password=…).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def mask_password(url: str) -> str:
     """The URL without what may be a password, for a URL too broken for db.redact to parse."""
+    url = mask_query_password(url)
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def mask_query_password(url: str) -> str:
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def has_query_password(url: str) -> bool:
+    return _QUERY_PASSWORD.search(url) is not None
 
 
 def _merge(values: dict, data: dict, path: Path) -> None:

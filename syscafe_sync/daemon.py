@@ -71,13 +71,14 @@ def notify(state: str) -> None:
         pass  # readiness is a courtesy to the service manager, never a reason to stop
 
 
-def _stamp(path) -> tuple[int, int] | None:
-    """What tells that a file was written again: its modification time and size (None: no file)."""
+def _stamp(path) -> tuple[int, int, int] | None:
+    """What tells that a file changed: written again (its modification time, its size), or only its owner or
+    mode (the status-change time: a file made readable for the service is read again). None: no file."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
 
 class Daemon:
@@ -260,7 +261,7 @@ class Daemon:
         try:
             # The database in use is kept, whatever the file now says: database.url is among RESTART_ONLY.
             new = config_mod.load(self.config.home, self.config.db_url)
-        except SyncError as exc:
+        except (SyncError, OSError) as exc:
             self._log("config", f"{path} changed and is refused; the service goes on with the settings it had: {exc}",
                       outcome="refused", level="error")
             return

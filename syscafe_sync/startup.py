@@ -14,12 +14,15 @@ from typing import Callable
 
 from . import setup, stopping, synclog
 from .config import Config
+from .daemon import notify
 from .errors import DatabaseDown
 
 FIRST_WAIT_S = 1.0
 LONGEST_WAIT_S = 30.0
 # The same reason is written again this often, so that a log read hours later shows the wait still going on.
 REPEAT_S = 600.0
+# What a try may take beyond the wait before it: the connect's own bound (PG_CONNECT_TIMEOUT_S) and more.
+EXTEND_SLACK_S = 60.0
 
 
 def open_when_answering(cfg: Config, tell: Callable[[str], None] = lambda message: None) -> Config | None:
@@ -45,6 +48,9 @@ def open_when_answering(cfg: Config, tell: Callable[[str], None] = lambda messag
                                            details={"tries": tries}))
                 tell(f"{message} Next try in {wait:g} s.")
                 last_said, last_at = said, now
+            # systemd (Type=notify) would end a start not READY within TimeoutStartSec (90 s by default): each
+            # try asks for the wait and the next try's connect bound more.
+            notify(f"EXTEND_TIMEOUT_USEC={int((wait + EXTEND_SLACK_S) * 1_000_000)}")
             if stopping.requested.wait(wait):
                 synclog.line(synclog.Entry(action="daemon", mode="stop", outcome="ok",
                                            message="daemon stopped while it waited for the database"))

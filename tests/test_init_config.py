@@ -441,15 +441,46 @@ def test_a_postgresql_server_that_does_not_answer_is_exit_1_which_a_service_retr
     assert "syscafe:***@" in line and "s3cret-pw" not in line
 
 
-@pytest.mark.parametrize("wrong", ["database", "role"])
-def test_a_postgresql_server_that_refuses_the_url_for_good_is_exit_2(tmp_path, pg_url, wrong):
+@pytest.mark.parametrize("wrong, said", [("database", "does not exist"), ("role", "does not exist"),
+                                         ("nologin", "not permitted to log in"), ("no_connect", "permission denied")])
+def test_a_postgresql_server_that_refuses_the_url_for_good_is_exit_2(tmp_path, pg_url, wrong, said):
+    import secrets
     from urllib.parse import urlparse
 
+    import pgtest
+
     u = urlparse(pg_url)
-    url = (u._replace(path="/no_such_database") if wrong == "database"
-           else u._replace(netloc=f"no_such_role@{u.hostname}:{u.port}")).geturl()
+    admin = pgtest.server().conn.cursor()
+    role = f"syscafe_test_{secrets.token_hex(4)}"
+    try:
+        if wrong == "database":
+            url = u._replace(path="/no_such_database").geturl()
+        elif wrong == "role":
+            url = u._replace(netloc=f"no_such_role@{u.hostname}:{u.port}").geturl()
+        else:  # a role that may not log in, or one the database does not let connect
+            admin.execute(f'CREATE ROLE "{role}" {"NOLOGIN" if wrong == "nologin" else "LOGIN"}')
+            admin.execute(f'REVOKE CONNECT ON DATABASE "{u.path[1:]}" FROM PUBLIC')
+            url = u._replace(netloc=f"{role}@{u.hostname}:{u.port}").geturl()
+        line = one_error_line(run_cli(tmp_path / "home", "--db", url, "init", check=2))
+    finally:
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+    assert "cannot open the database" in line and said in line and "check --db" in line
+
+
+def test_a_postgresql_url_with_an_option_libpq_does_not_know_is_exit_2(tmp_path):
+    url = f"postgresql://syscafe@127.0.0.1:{_closed_port()}/main?foo=bar"  # refused before any connection
     line = one_error_line(run_cli(tmp_path / "home", "--db", url, "init", check=2))
-    assert "cannot open the database" in line and "does not exist" in line and "check --db" in line
+    assert "cannot open the database" in line and 'invalid connection option "foo"' in line
+
+
+def test_a_config_file_this_account_cannot_read_is_refused_naming_it():
+    from pyfakefs.fake_filesystem_unittest import Patcher
+
+    # A config.toml copied in by root, mode 0600: pyfakefs checks permissions as for another user than root.
+    with Patcher(allow_root_user=False) as patcher:
+        patcher.fs.create_file("/srv/syscafe/config.toml", contents="[limits]\nworkers = 2\n", st_mode=0o100000)
+        with pytest.raises(ConfigError, match=r"cannot read /srv/syscafe/config.toml \(Permission denied\); give the account"):
+            config_mod.load("/srv/syscafe")
 
 
 def test_redact_masks_the_password_of_a_url_it_cannot_parse():
@@ -457,6 +488,8 @@ def test_redact_masks_the_password_of_a_url_it_cannot_parse():
 
     assert redact("postgresql://syscafe:s3cret-pw@[::1/x") == "postgresql://syscafe:***@[::1/x"
     assert redact("postgresql://syscafe:s3cret-pw@db:5432/x") == "postgresql://syscafe:***@db:5432/x"
+    assert redact("postgresql://syscafe@db/x?sslmode=require&password=s3cret-pw") == "postgresql://syscafe@db/x?sslmode=require&password=***"
+    assert redact("postgresql://syscafe@[::1/x?password=s3cret-pw") == "postgresql://syscafe@[::1/x?password=***"
 
 
 def test_changed_settings_names_what_an_edit_changed_never_a_password(home):

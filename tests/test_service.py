@@ -86,16 +86,26 @@ def test_the_unit_refuses_a_database_url_with_a_password(tmp_path):
     assert "s3cret" not in proc.stderr and "postgresql://sync:***@db/main" in proc.stderr and "~/.pgpass" in proc.stderr
 
 
+@pytest.mark.parametrize("url, shown", [("postgresql://sync:s3cret@db/main", "postgresql://sync:***@db/main"),
+                                        ("postgresql://sync@db/main?password=s3cret", "postgresql://sync@db/main?password=***")])
 @pytest.mark.parametrize("given", ["option", "environment"])
-def test_service_install_refuses_a_database_url_with_a_password(tmp_path, given):
+def test_service_install_refuses_a_database_url_with_a_password(tmp_path, given, url, shown):
     # The Windows service keeps its --db in the registry, under the service's key, which every user may read.
-    url = "postgresql://sync:s3cret@db/main"
     args, env = (["--db", url], None) if given == "option" else ([], {"SYSCAFE_SYNC_DB": url})
     proc = run_cli(None, "--home", str(tmp_path / "home"), *args, "service", "install", env=env)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert "s3cret" not in proc.stderr and "postgresql://sync:***@db/main" in proc.stderr
+    assert "s3cret" not in proc.stderr and shown in proc.stderr
     assert "registry" in proc.stderr and "pgpass.conf" in proc.stderr
     assert not (tmp_path / "home").exists()
+    unit = run_cli(None, "--home", str(tmp_path / "home"), *args, "service", "unit", env=env)
+    assert unit.returncode == 2 and unit.stdout == "" and "s3cret" not in unit.stderr and "~/.pgpass" in unit.stderr
+
+
+@pytest.mark.parametrize("command", ["install", "unit"])
+def test_service_commands_refuse_a_database_url_that_cannot_be_read_without_a_traceback(tmp_path, command):
+    proc = run_cli(None, "--home", str(tmp_path / "home"), "--db", "postgresql://sync:s3cret@[::1/main", "service", command)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "cannot be read" in proc.stderr
+    assert "s3cret" not in proc.stderr
 
 
 def test_the_unit_does_not_restart_a_daemon_refused_for_good():

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import click
 
+from .. import config as config_mod
 from .. import db as db_mod
 from .. import startup, stopping
 from ..daemon import Daemon, notify
@@ -96,7 +97,10 @@ def unit_cmd(app: App, user):
 
 def _refuse_a_password(db_url: str | None, where_kept: str, pgpass: str) -> None:
     """A --db (or SYSCAFE_SYNC_DB) with a password is not written where the service keeps it, readable by every user."""
-    if db_url and urlparse(db_url).password:
+    if not db_url:
+        return
+    parsed = config_mod.parse_db_url(db_url, lambda shown: f"--db / SYSCAFE_SYNC_DB: the database URL {shown!r}", UsageError)
+    if parsed.password or config_mod.has_query_password(db_url):
         raise UsageError(f"the database URL {db_mod.redact(db_url)} holds a password, and {where_kept} readable by "
                          f"every user of the machine; give the URL without it, and the password in {pgpass} of the "
                          "service's account, or put the whole URL in database.url of config.toml, readable by that account only.")

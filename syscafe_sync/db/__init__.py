@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from peewee import Database, OperationalError, SqliteDatabase
+from peewee import Database, DatabaseError, InterfaceError, OperationalError, SqliteDatabase
 from playhouse.db_url import connect as url_connect
 from playhouse.pool import PooledDatabase
 
-from ..config import mask_password
+from ..config import mask_password, mask_query_password
 from ..errors import ConfigError, DatabaseDown, NotInitialised
 from . import migrations
 from .models import database
@@ -43,7 +43,8 @@ PG_CONNECT_TIMEOUT_S = 10
 # service retries with the message in its log, never a service left dead.
 _PG_REFUSED_FOR_GOOD = re.compile(
     r"does not exist|no existe|authentication failed|autentificaci[oó]n|no password supplied|pg_hba\.conf"
-    r"|invalid (?:connection option|dsn|integer value|sslmode value)",
+    r"|not permitted to log in|no se le permite conectarse|permission denied|permiso denegado"
+    r"|does not support SSL|no soporta SSL|invalid (?:integer value|sslmode value)",
     re.IGNORECASE,
 )
 
@@ -78,8 +79,10 @@ def connect(url: str) -> Database:
                                "until it is up (a service tries again), or fix --db, SYSCAFE_SYNC_DB or database.url "
                                "in config.toml if it names the wrong server.") from exc
         raise ConfigError(f"cannot open the database {redact(url)} ({said}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
-    except ImportError as exc:
-        raise ConfigError(f"cannot open the database {redact(url)} ({exc}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
+    except (DatabaseError, InterfaceError, ImportError) as exc:
+        # psycopg2's ProgrammingError for an option libpq does not know (?foo=bar), the driver not installed
+        said = " ".join(str(exc).split())
+        raise ConfigError(f"cannot open the database {redact(url)} ({said}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
     return db
 
 
@@ -170,8 +173,8 @@ def redact(url: str) -> str:
     except ValueError:  # "[::1" and the like: urlparse gives up, and so what may be a password is masked by hand
         return mask_password(url)
     if password:
-        return url.replace(f":{password}@", ":***@", 1)
-    return url
+        url = url.replace(f":{password}@", ":***@", 1)
+    return mask_query_password(url)
 
 
 def write_transaction():
