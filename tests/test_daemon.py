@@ -540,6 +540,32 @@ def test_config_edited_while_the_daemon_runs_is_in_force_from_the_next_pass_and_
     assert len(log_rows("daemon", "config")) == 2, "an unchanged file is not read again at every pass"
 
 
+@pytest.mark.slow
+def test_smb_credentials_put_right_in_config_toml_while_the_daemon_runs_serve_the_caja_at_the_next_pass(home, smb_caja, daemon):
+    # The case that made the daemon read its configuration again: a caja share's password fixed by hand
+    # while the service runs; before, the service kept failing on the password it started with.
+    from samba import PASSWORD, USER
+
+    from conftest import smb_credentials
+
+    c1, root = smb_caja("CAJA1", "caja1")
+    registry.add("CAJA1", root, config=config_mod.load(home))
+    c1.add(1, day=today())
+    good = (home / "config.toml").read_text(encoding="utf-8")
+    (home / "config.toml").write_text(good.split("[smb.hosts.")[0], encoding="utf-8")
+    smb_credentials(home, USER, "not-the-password")
+    proc = daemon(home, "--interval", "0.05", "--no-watch")
+    assert wait_for(lambda: [r for r in log_rows("import") if r.caja == "CAJA1" and r.outcome != "ok"], 30), history()
+    assert count("CAJA1") == 0
+    (home / "config.toml").write_text(good, encoding="utf-8")
+    assert wait_for(lambda: count("CAJA1") == 1, 30), history()
+    row = log_rows("daemon", "config")[0]
+    assert "smb.hosts in force from this pass" in row.message and PASSWORD not in row.message
+    assert PASSWORD not in (home / "logs" / "syscafe-sync.log").read_text(encoding="utf-8")
+    code, _, err = stop(proc)
+    assert code == 0, err
+
+
 def test_a_bad_interval_is_refused_with_exit_2(home):
     proc = run_cli(home, "daemon", "--interval", "0")
     assert proc.returncode == 2
