@@ -270,7 +270,7 @@ class Daemon:
             return
         later = [name for name in changed if name in RESTART_ONLY]
         now = [name for name in changed if name not in RESTART_ONLY]
-        message = f"{path} changed: " + (f"{', '.join(now)} in force from this pass" if now else "nothing in force before a restart")
+        message = f"{path} changed: " + (f"{', '.join(now)} in force from this pass" if now else "nothing changes before a restart")
         if later:
             message += f"; {', '.join(later)} only once the service is restarted (systemctl restart syscafe-sync, or sc stop and sc start)"
         for name in later:  # self.config keeps saying what is in force

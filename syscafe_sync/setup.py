@@ -23,8 +23,13 @@ def open_config(cfg: config_mod.Config) -> config_mod.Config:
     db_mod.require_file(cfg.db_url)
     db = db_mod.connect(cfg.db_url)
     db_mod.require_schema(db)
-    synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+    open_log(cfg)
     return cfg
+
+
+def open_log(cfg: config_mod.Config) -> None:
+    """The home's rotating JSON log file, as its configuration sizes it."""
+    synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
 
 
 def recheck_calendar(tz) -> str:
@@ -74,7 +79,7 @@ def init(cfg: config_mod.Config) -> dict:
     db = db_mod.connect(cfg.db_url)
     fixed: list[str] = []
     ran = migrations.upgrade(db, {migrations.CALENDAR_DAYS_VERSION: lambda: fixed.append(recheck_calendar(cfg.timezone))})
-    synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+    open_log(cfg)
     message = ("schema upgraded: " + "; ".join(ran + fixed)) if ran else "schema already up to date"
     synclog.record(synclog.Entry(action="init", outcome="ok", message=message))
     return {

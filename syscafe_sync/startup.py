@@ -42,7 +42,7 @@ def open_when_answering(cfg: Config, tell: Callable[[str], None] = lambda messag
             if said != last_said or now - last_at >= REPEAT_S:
                 if last_said is None:
                     # The file log, as open_config would have set it up: the wait is the first thing in it.
-                    synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+                    setup.open_log(cfg)
                 message = f"waiting for the database: {said}"
                 synclog.line(synclog.Entry(action="daemon", mode="wait", outcome="failed", level="warning", message=message,
                                            details={"tries": tries}))

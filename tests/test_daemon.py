@@ -566,6 +566,19 @@ def test_smb_credentials_put_right_in_config_toml_while_the_daemon_runs_serve_th
     assert code == 0, err
 
 
+def test_a_config_file_made_readable_by_chmod_alone_is_read_again(tmp_path):
+    # `chmod 640 config.toml` after a root-made 0600 copy changes neither its contents nor its mtime.
+    from syscafe_sync.daemon import _stamp
+
+    path = tmp_path / "config.toml"
+    path.write_text("[limits]\nworkers = 2\n", encoding="utf-8")
+    path.chmod(0o600)
+    before = _stamp(path)
+    time.sleep(0.05)  # the kernel's file times are coarser than a nanosecond
+    path.chmod(0o640)
+    assert _stamp(path) != before and _stamp(path)[0] == before[0]
+
+
 def test_a_bad_interval_is_refused_with_exit_2(home):
     proc = run_cli(home, "daemon", "--interval", "0")
     assert proc.returncode == 2

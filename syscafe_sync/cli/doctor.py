@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import doctor, synclog
+from .. import doctor, setup, synclog
 from .app import App, pass_app, render_table
 
 
@@ -19,7 +19,7 @@ def doctor_cmd(app: App):
     checks = doctor.run(cfg)
     bad = [c for c in checks if c.status != "ok"]
     if not any(c.check == "database reachable" and c.status == "fail" for c in checks):
-        synclog.setup(cfg.log_path, cfg.get("log", "file_max_bytes"), cfg.get("log", "file_backups"))
+        setup.open_log(cfg)
         synclog.record(synclog.Entry(
             action="doctor", outcome="failed" if doctor.failed(checks) else "ok", level="warning" if bad else "info",
             message="; ".join(f"{c.check}: {c.message}" for c in bad) or f"all {len(checks)} checks ok"))

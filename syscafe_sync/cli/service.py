@@ -8,7 +8,6 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 import click
 

@@ -36,7 +36,8 @@ _SQLITE_PRAGMAS = {"busy_timeout": 30000, "synchronous": "normal", "foreign_keys
 # ?connect_timeout= is kept.
 PG_CONNECT_TIMEOUT_S = 10
 # What PostgreSQL (libpq) says when it answered and refused for good: the URL names a database, role or
-# password it does not know, or pg_hba.conf lets the client in with no rule. Anything else a connection
+# password it does not know, a role that may not log in or connect there, an SSL the server lacks, a bad
+# option value, or pg_hba.conf lets the client in with no rule. Anything else a connection
 # fails with (refused, timed out, a host name not found yet at boot, "the database system is starting up",
 # "too many clients") may pass, and is DatabaseDown. English and Spanish, the server's lc_messages of
 # most installations here; a refusal in another language is taken as one that may pass, which costs a
@@ -72,16 +73,14 @@ def connect(url: str) -> Database:
         db.connect(reuse_if_open=True)
         if kind(url) == "sqlite":
             db.execute_sql("PRAGMA journal_mode = wal")
-    except OperationalError as exc:
-        said = " ".join(str(exc).split())
-        if kind(url) == "postgres" and not _PG_REFUSED_FOR_GOOD.search(said):
+    except (DatabaseError, InterfaceError, ImportError) as exc:
+        # Besides OperationalError: psycopg2's ProgrammingError for an option libpq does not know (?foo=bar),
+        # and the driver not installed.
+        said = " ".join(str(exc).split())  # libpq's message spans lines; ours is one
+        if isinstance(exc, OperationalError) and kind(url) == "postgres" and not _PG_REFUSED_FOR_GOOD.search(said):
             raise DatabaseDown(f"the database {redact(url)} does not answer ({said}); start PostgreSQL there or wait "
                                "until it is up (a service tries again), or fix --db, SYSCAFE_SYNC_DB or database.url "
                                "in config.toml if it names the wrong server.") from exc
-        raise ConfigError(f"cannot open the database {redact(url)} ({said}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
-    except (DatabaseError, InterfaceError, ImportError) as exc:
-        # psycopg2's ProgrammingError for an option libpq does not know (?foo=bar), the driver not installed
-        said = " ".join(str(exc).split())
         raise ConfigError(f"cannot open the database {redact(url)} ({said}); check --db, SYSCAFE_SYNC_DB or database.url in config.toml.") from exc
     return db
 
