@@ -4,12 +4,15 @@ A push writes files under names no reader uses yet, then the manifest by
 rename: the one commit point. A push cut off at any instant leaves every
 reader on the previous manifest, whole; the next push repairs what is left.
 
-The main server knows what a caja holds without reading it: the manifest it
-committed there (and its sha256) is kept in `CajaCatalogs`. A partial push
-checks that the caja's manifest is still byte for byte that one, then only
-appends the changes since the version the caja has, and writes a new
-manifest. Anything else (first push, folder wiped, manifest changed by hand)
-makes it a total push, said in the result and the log.
+The main server knows what a caja holds without reading it back: the manifest
+it committed there (and its sha256) is kept in `CajaCatalogs`. A partial push
+checks that the caja's manifest is still byte for byte that one, and, from one
+listing of `catalogs/`, that the files it names are there at the sizes written
+(a snapshot deleted or cut under a good manifest would leave the POS without
+that catalog however many partial pushes followed). Then it only appends the
+changes since the version the caja has, and writes a new manifest. Anything
+else (first push, folder wiped, manifest changed by hand, a named file missing
+or cut) makes that catalog's push a total one, said in the result and the log.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ COMPACT_MIN = 100
 
 # What the main server knows of a caja's catalogs: read once and written twice at every caja a push
 # changes, so kept compiled (db/prepared.py).
-_State = namedtuple("_State", "manifest manifest_sha extras pending_manifest pending_sha pending_extras stale")
+_State = namedtuple("_State", "manifest manifest_sha extras pending_manifest pending_sha pending_extras")
 _READ_STATE = Prepared(lambda: CajaCatalogs.select(*(getattr(CajaCatalogs, f) for f in _State._fields)).where(
     CajaCatalogs.caja == slot("caja")))
 _PENDING = Prepared(lambda: CajaCatalogs.insert(
@@ -55,15 +58,8 @@ _PENDING = Prepared(lambda: CajaCatalogs.insert(
 # adopts whichever manifest is at the caja.
 _COMMITTED = Prepared(lambda: CajaCatalogs.update(
     manifest=slot("manifest"), manifest_sha=slot("sha"), extras=slot("extras"), pending_manifest=None, pending_sha=None,
-    pending_extras=None, stale=slot("stale"), updated_at=slot("now", CajaCatalogs.updated_at),
+    pending_extras=None, updated_at=slot("now", CajaCatalogs.updated_at),
 ).where((CajaCatalogs.caja == slot("caja")) & (CajaCatalogs.pending_sha == slot("sha"))))
-# Before a push writes a file its manifest may never name (a snapshot, cut off before the manifest):
-# what the folder holds is no longer known, and the next push lists it.
-_STALE_UNKNOWN = Prepared(lambda: CajaCatalogs.update(stale=None).where(CajaCatalogs.caja == slot("caja")))
-# A push that changed nothing deleted what the last one left: nothing is left, as long as the
-# manifest there is still the one recorded.
-_NOTHING_STALE = Prepared(lambda: CajaCatalogs.update(stale="[]").where(
-    (CajaCatalogs.caja == slot("caja")) & (CajaCatalogs.manifest_sha == slot("sha")) & CajaCatalogs.pending_sha.is_null()))
 
 
 @dataclass
@@ -271,8 +267,8 @@ class _CajaPushJob(CajaJob):
         self.state: _State | None = None
         self._reached: tuple[bytes | None] | None = None  # the manifest as reach() read it
         self._refused: Exception | None = None  # what reach() met that fails the push, not the root
-        self._folder_known = False  # whether _clean left catalogs/ holding only what the manifest names
-        self._stale_forgotten = False
+        # catalogs/ as listed once per push: name -> size (None where the listing does not give it)
+        self._files: dict[str, int | None] = {}
 
     def reach(self, storage: Storage) -> None:
         """The push's first remote step answers for the root: the manifest is read within
@@ -327,9 +323,36 @@ class _CajaPushJob(CajaJob):
             return None, {}, "the caja's manifest is not the one this main server committed (checksum mismatch)"
         return None, {}, "this main server has no record of the caja's manifest"
 
-    def _journal_intact(self, entry: dict) -> bool:
-        size = self.storage.size(f"{FOLDER}/{entry['journal']}")
-        return size is not None and size >= entry["journal_bytes"]
+    def _listing(self) -> dict[str, int | None]:
+        try:
+            entries = self.storage.list(FOLDER)
+        except FileNotFoundError:
+            return {}
+        return {e.name: e.size for e in entries if not e.is_dir}
+
+    def _size(self, file_name: str) -> int | None:
+        """The size of a file of catalogs/ as listed (None: not there); looked up where the listing does not give it."""
+        if file_name not in self._files:
+            return None
+        size = self._files[file_name]
+        return size if size is not None else self.storage.size(f"{FOLDER}/{file_name}")
+
+    def _damage(self, entry: dict) -> str | None:
+        """Why the files our manifest names for a catalog cannot give a reader that catalog, or None.
+        A snapshot is checked by the size it was written with (manifests from before it was recorded: by
+        being there); a journal by holding at least journal_bytes."""
+        snapshot, expected = entry["snapshot"], entry.get("snapshot_bytes")
+        size = self._size(snapshot)
+        if size is None:
+            return f"{FOLDER}/{snapshot} is missing"
+        if expected is not None and size != expected:
+            return f"{FOLDER}/{snapshot} holds {size} bytes, {expected} were written"
+        at = entry["journal_bytes"]
+        if at and (size := self._size(entry["journal"])) is None:
+            return self._short_journal(entry, "it is missing")
+        if at and size < at:
+            return self._short_journal(entry, f"it holds {size} bytes; {at} were expected")
+        return None
 
     @staticmethod
     def _short_journal(entry: dict, detail: str = "") -> str:
@@ -357,8 +380,9 @@ class _CajaPushJob(CajaJob):
         self.state = state = _State(*row) if row else None
         disk_sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
         known, extras, distrust = self._known(disk_sha, state)
+        self._files = self._listing()
         if not self.dry_run:
-            self._clean(disk_manifest, disk_sha)
+            self._clean(disk_manifest)
         entries = dict(known["catalogs"]) if known else {}
         if not known and disk_manifest:
             # Not ours to trust for a partial push, but its catalogs we do not push stay named.
@@ -377,14 +401,10 @@ class _CajaPushJob(CajaJob):
         if self.dry_run:
             return
         if all(c.mode == "unchanged" for c in self.result.catalogs):
-            if self._folder_known and state and state.manifest_sha == disk_sha and state.stale != "[]":
-                self.closing.append(lambda: _NOTHING_STALE.execute(caja=self.caja.name, sha=disk_sha))
             return
+        # What the manifest before this one named stays for a reader that is reading it: the next push deletes it.
         manifest = {"format": 1, "updated_at": self.now.isoformat(timespec="seconds"), "catalogs": entries}
-        # What the folder holds after the commit besides what the new manifest names: what the
-        # manifest before it named, which a reader may still be reading. The next push deletes it.
-        stale = sorted(taken - self._names_in(manifest)) if self._folder_known else None
-        self._commit(manifest, new_extras, stale)
+        self._commit(manifest, new_extras)
 
     def _plan(self, name, cat, entry, distrust, extras, disk_manifest, taken):
         """Decides and (unless a dry run) writes one catalog; returns (outcome, manifest entry, caja-only records)."""
@@ -394,8 +414,10 @@ class _CajaPushJob(CajaJob):
                 reason = f"the caja has no {name} catalog yet"
             elif reason is None and entry["key"] != cat.key:
                 reason = f"the caja's {name} catalog is keyed by {entry['key']}, the main server's by {cat.key}"
-            elif reason is None and self.dry_run and not self._journal_intact(entry):
-                reason = self._short_journal(entry)  # a push finds it out as it appends: no step of its own
+            elif reason is None and (damage := self._damage(entry)):
+                # The manifest is ours, so the records only the caja has are known without reading back
+                # the catalog, which the damage would fail: they are kept.
+                return self._snapshot(name, "total", disk_manifest, taken, fallback=damage, trusted=entry, extras=extras)
             if reason is None:
                 return self._partial(name, entry, extras, disk_manifest, taken)
             return self._snapshot(name, "total", disk_manifest, taken, fallback=reason)
@@ -489,7 +511,6 @@ class _CajaPushJob(CajaJob):
         return outcome, entry, kept
 
     def _write_snapshot(self, name, cat, mode, records, taken, shared):
-        self._forget_stale()
         base = f"{name}.{cat.version}"
         n = 1
         while f"{base}.snapshot.json" in taken or f"{base}.journal.jsonl" in taken:
@@ -504,18 +525,12 @@ class _CajaPushJob(CajaJob):
         self.lease.renew()
         sha = cat.sha256 if shared else fmt.record_set_sha256(records)
         entry = {"key": cat.key, "version": cat.version, "snapshot": snap_name, "snapshot_version": cat.version,
-                 "journal": journal_name, "journal_bytes": 0, "journal_records": 0, "records": len(records), "sha256": sha}
+                 "journal": journal_name, "journal_bytes": 0, "journal_records": 0, "records": len(records), "sha256": sha,
+                 "snapshot_bytes": len(data)}
         outcome = CatalogOutcome(name, mode, cat.version, upserts=len(records))
         return outcome, entry
 
-    def _forget_stale(self) -> None:
-        """Said before a file is written that no manifest may ever name, if the push is cut off."""
-        if not self._stale_forgotten and self.state is not None and self.state.stale is not None:
-            with write_transaction():
-                _STALE_UNKNOWN.execute(caja=self.caja.name)
-        self._stale_forgotten = True
-
-    def _commit(self, manifest: dict, extras: dict, stale: list[str] | None) -> None:
+    def _commit(self, manifest: dict, extras: dict) -> None:
         manifest_text = manifest_json(manifest)
         data = manifest_text.encode("utf-8")
         sha = hashlib.sha256(data).hexdigest()
@@ -528,9 +543,8 @@ class _CajaPushJob(CajaJob):
         self.storage.write_atomic(MANIFEST, data)  # the commit point
         self.result.bytes_written += len(data)
         # Recorded with the lease's release (CajaJob.closing), so whatever ends the job after this instant.
-        stale_text = None if stale is None else json.dumps(stale, ensure_ascii=False)
         self.closing.append(lambda: _COMMITTED.execute(caja=self.caja.name, manifest=manifest_text, sha=sha,
-                                                       extras=extras_text, stale=stale_text, now=utcnow()))
+                                                       extras=extras_text, now=utcnow()))
 
     # --- files no manifest names -----------------------------------------------------------------
 
@@ -544,26 +558,13 @@ class _CajaPushJob(CajaJob):
                 names.update(str(entry.get(k)) for k in ("snapshot", "journal"))
         return names
 
-    def _clean(self, disk_manifest: dict | None, disk_sha: str | None) -> None:
-        """Deletes what the caja's current manifest does not name: files replaced by the previous
-        push (not by this one, so a reader that has just read the old manifest still finds them),
-        and what a killed push left behind. When the last push here was recorded whole, the
-        database says which files those are, and the folder is not listed."""
-        state = self.state
-        if state and state.stale is not None and state.pending_sha is None and disk_sha == state.manifest_sha:
-            for name in json.loads(state.stale):
-                self.storage.remove(f"{FOLDER}/{name}")
-            self._folder_known = True
-            return
-        try:
-            entries = self.storage.list(FOLDER)
-        except FileNotFoundError:
-            self._folder_known = True
-            return
-        keep = self._names_in(disk_manifest) | {fmt.MANIFEST}
-        if disk_manifest is None and any(e.name == fmt.MANIFEST for e in entries):
+    def _clean(self, disk_manifest: dict | None) -> None:
+        """Deletes what the caja's current manifest does not name, as the listing found it: files replaced
+        by the previous push (not by this one, so a reader that has just read the old manifest still
+        finds them), and what a killed push left behind."""
+        if disk_manifest is None and fmt.MANIFEST in self._files:
             return  # a manifest we cannot parse: readers may still follow it, delete nothing
-        for e in entries:
-            if not e.is_dir and e.name not in keep:
-                self.storage.remove(f"{FOLDER}/{e.name}")
-        self._folder_known = True
+        keep = self._names_in(disk_manifest) | {fmt.MANIFEST}
+        for name in self._files:
+            if name not in keep:
+                self.storage.remove(f"{FOLDER}/{name}")

@@ -207,7 +207,7 @@ def test_a_dry_run_that_would_compact_the_journal_writes_nothing(shop):
     assert sorted(out.change) == sorted(prices) and res.bytes_written == 0
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     after = CajaCatalogs.get(CajaCatalogs.caja == "CAJA1")
-    assert (after.manifest_sha, after.pending_sha, after.stale) == (state.manifest_sha, state.pending_sha, state.stale)
+    assert (after.manifest_sha, after.pending_sha, after.manifest) == (state.manifest_sha, state.pending_sha, state.manifest)
     [real] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
     assert real.mode == "compact" and read_catalog(c1.root, "products").sha256 == main_sha()
 
@@ -307,21 +307,71 @@ def test_files_replaced_by_a_push_are_deleted_by_the_next_one(shop):
     cfg, c1, _, prices, tmp = shop
     run(cfg)
     folder = c1.root / "catalogs"
-    old = sorted(p.name for p in folder.iterdir())
+    old = {p.name for p in folder.iterdir()}
     reload(tmp, dict(prices, P013="1.00"))
     run(cfg, "total", "CAJA1")
     after_first = {p.name for p in folder.iterdir()}
-    assert set(old) <= after_first  # a reader that read the old manifest still finds its files
-    stale = set(json.loads(CajaCatalogs.get(CajaCatalogs.caja == "CAJA1").stale))
-    assert stale == set(old) - {"manifest.json"}  # known, so the next push need not list the folder
+    assert old <= after_first and after_first != old  # a reader that read the old manifest still finds its files
     (folder / "by-hand.txt").write_text("not ours")  # SPEC: catalogs/ is the main server's alone
     [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
     assert out.mode == "unchanged"
-    names = {p.name for p in folder.iterdir()}
-    assert not stale & names
-    assert "by-hand.txt" in names  # deleted by name, the folder not listed
-    assert CajaCatalogs.get(CajaCatalogs.caja == "CAJA1").stale == "[]"
+    assert {p.name for p in folder.iterdir()} == manifest_names(c1.root)
     assert read_catalog(c1.root, "products").sha256 == main_sha()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut", "edited"])
+def test_a_snapshot_damaged_under_its_manifest_gets_a_total_push_even_with_nothing_changed(shop, damage):
+    """The manifest is still the one the main server committed, so only the files it names tell: a
+    partial push that trusted it would leave the POS without the catalog for good."""
+    cfg, c1, c2, prices, tmp = shop
+    run(cfg)
+    reload(tmp, dict(prices, P030="3.00"))
+    run(cfg)  # a journal line on top of the snapshot
+    snapshot = named(c1.root / "catalogs", "snapshot")
+    if damage == "deleted":
+        snapshot.unlink()
+    elif damage == "cut":
+        snapshot.write_bytes(snapshot.read_bytes()[:100])
+    else:
+        snapshot.write_text(snapshot.read_text().replace("1010.00", "1.00"))
+    with pytest.raises(CatalogError):
+        read_catalog(c1.root, "products")
+    [dry] = run(cfg, "partial", "CAJA1", dry_run=True)["CAJA1"].catalogs
+    assert dry.mode == "total" and snapshot.name in dry.fallback
+    res = run(cfg)
+    [out] = res["CAJA1"].catalogs
+    said = "is missing" if damage == "deleted" else "were written" if damage == "edited" else "holds 100 bytes"
+    assert out.mode == "total" and f"catalogs/{snapshot.name} " in out.fallback and said in out.fallback
+    assert res["CAJA2"].catalogs[0].mode == "unchanged"  # the other caja is whole: nothing to do there
+    view = read_catalog(c1.root, "products")
+    assert view.sha256 == main_sha() and view.records["P030"]["price"] == "3.00"
+    [row] = synclog.query(caja="CAJA1", action="catalogs push", limit=1)
+    assert row.level == "warning" and snapshot.name in row.message
+    [again] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert again.mode == "unchanged"
+    assert snapshot.name not in {p.name for p in (c1.root / "catalogs").iterdir()}
+
+
+def test_a_damaged_snapshot_keeps_the_records_only_the_caja_has(shop):
+    cfg, c1, _, prices, tmp = shop
+    caja_only_p001(cfg, prices, tmp)
+    named(c1.root / "catalogs", "snapshot").unlink()
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total" and "is missing" in out.fallback
+    view = read_catalog(c1.root, "products")
+    assert view.records["P001"]["price"] == prices["P001"] and len(view.records) == 50
+
+
+def test_a_journal_cut_with_nothing_to_append_gets_a_total_push(shop):
+    cfg, c1, _, prices, tmp = shop
+    run(cfg)
+    reload(tmp, dict(prices, P020="1.00"))
+    run(cfg, "partial", "CAJA1")
+    journal = named(c1.root / "catalogs", "journal")
+    journal.write_bytes(b"")
+    [out] = run(cfg, "partial", "CAJA1")["CAJA1"].catalogs
+    assert out.mode == "total" and "holds 0 bytes" in out.fallback
+    assert read_catalog(c1.root, "products").records["P020"]["price"] == "1.00"
 
 
 def test_what_a_push_cut_off_before_its_manifest_wrote_is_deleted_by_the_next_one(shop):

@@ -250,7 +250,6 @@ class CajaCatalogs(Base):
     `manifest` is written here only once the caja's manifest.json is in place;
     `pending_*` holds a manifest being written, so that a push killed between
     the rename and this row is recognised and adopted by the next push.
-    `stale` says what else the folder holds, so a push need not list it.
     """
 
     caja = CharField(primary_key=True)
@@ -260,8 +259,8 @@ class CajaCatalogs(Base):
     pending_manifest = TextField(null=True)
     pending_sha = CharField(null=True)
     pending_extras = TextField(null=True)
-    # JSON list of the files in catalogs/ that the committed manifest no longer names, which the next
-    # push deletes without listing the folder; NULL when unknown (a push cut off, never recorded): list it.
+    # No longer written or read: schema 10 added it so that a push could skip listing catalogs/, and a push
+    # now lists it every time, to check the files its manifest names (a snapshot deleted under it, say).
     stale = TextField(null=True)
     updated_at = TimestampField(null=True)
 
