@@ -185,6 +185,16 @@ class MainCatalogs:
         return f'{head}, "records": [\n{body}\n]}}\n'.encode("utf-8")
 
 
+def reader(storage: Storage):
+    """The reader's way to a file of catalogs/ (caja.catalog.read_from) over a caja root of any kind."""
+
+    def read(file_name: str, length: int | None) -> bytes:
+        rel = f"{FOLDER}/{file_name}"
+        return storage.read(rel) if length is None else storage.read_head(rel, length)
+
+    return read
+
+
 def manifest_json(manifest: dict) -> str:
     """The manifest as a person reads it, one catalog a line. Built from compact pieces: json's
     `indent=` takes its pure-Python encoder, which cost a partial push more than its database rows."""
@@ -362,13 +372,8 @@ class _CajaPushJob(CajaJob):
         """The caja's current records of `name`, read as a reader would; empty when they cannot be read."""
         if not manifest or name not in manifest["catalogs"]:
             return {}
-
-        def read(file_name: str, length: int | None) -> bytes:
-            rel = f"{FOLDER}/{file_name}"
-            return self.storage.read(rel) if length is None else self.storage.read_head(rel, length)
-
         try:
-            return fmt.read_from(read, name, manifest).canonical()
+            return fmt.read_from(reader(self.storage), name, manifest).canonical()
         except (fmt.CatalogError, OSError, KeyError, ValueError, TypeError):
             return {}
 
