@@ -138,7 +138,7 @@ def main() -> None:
     conn = admin(args.pg)
     rows = [run(workdir, conn, args.pg, cajas, n, total, args.workers) for n in (1, 3)]
     conn.close()
-    print(f"\n| daemons | time to import all (s) | vouchers/s | daemons owning cajas at the end |")
+    print("\n| daemons | time to import all (s) | vouchers/s | daemons owning cajas at the end |")
     print("| ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['daemons']} | {r['seconds']:.1f} | {r['per_s']:.0f} | {r['owners'] if r['daemons'] > 1 else '-'} |")

@@ -337,7 +337,7 @@ def _clock(now: dt.datetime, today: dt.date) -> Check:
     if issued and issued - now > CLOCK_SKEW:
         return Check("clock sane", "fail", f"{latest.caja}'s voucher {latest.code}-{latest.number} was issued at {issued:%Y-%m-%d %H:%M} UTC, "
                      f"after this machine's now ({now:%Y-%m-%d %H:%M} UTC): this machine's clock is behind, or {latest.caja}'s is ahead",
-                     f"set the date and time of the one that is wrong (and enable NTP on both: timedatectl set-ntp true, or Windows time sync)")
+                     "set the date and time of the one that is wrong (and enable NTP on both: timedatectl set-ntp true, or Windows time sync)")
     return Check("clock sane", "ok", f"{now:%Y-%m-%d %H:%M} UTC")
 
 

@@ -349,7 +349,7 @@ def test_a_daemon_lease_naming_the_new_daemons_own_pid_is_taken_over(home, two):
              "from syscafe_sync.lease import HOST; setup.open_home(sys.argv[1], None); pid = int(sys.argv[2]); "
              "Lease.create(name='daemon', holder=f'{HOST}:{pid}:00000000', host=HOST, pid=pid, "
              "acquired_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1), expires_at=time.time() + 100)")
-    script = f'"$1" -c "$2" "$3" $$ && exec "$1" -m syscafe_sync --home "$3" daemon --interval 5 --no-watch'
+    script = '"$1" -c "$2" "$3" $$ && exec "$1" -m syscafe_sync --home "$3" daemon --interval 5 --no-watch'
     proc = subprocess.Popen(["sh", "-c", script, "sh", sys.executable, write, str(home)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cli_env(home))
     try:
