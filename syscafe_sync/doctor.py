@@ -23,7 +23,7 @@ from .caja import catalog as fmt
 from .caja.catalog import KNOWN_KEYS
 from .config import Config
 from .db import migrations
-from .errors import Unreachable
+from .errors import CredentialsRefused, SyncError, Unreachable
 from .storage import open_root
 from .db.models import Catalog, CatalogRecord, SyncLog, Voucher, VoucherLine, VoucherPayment, VoucherTax, utcnow
 
@@ -130,23 +130,42 @@ def _cajas(rows: list[dict]) -> list[Check]:
 
 
 def _read_caja_catalogs(config: Config, caja, out: dict) -> None:
-    """{catalog: version or the CatalogError's words} into `out`, or `out["none"]` / `out["error"]`."""
-    storage = open_root(caja.root, config, caja.name)
-    read = push.reader(storage)
+    """{catalog: version, or why its POS cannot read it} into `out`; or `out["none"]` (nothing pushed yet),
+    `out["manifest"]` (manifest.json is there but cannot be read: pushes fail on it too), `out["unread"]`
+    (the root did not answer). Never raises: it runs in a thread of its own, whose error nobody would see."""
     try:
-        manifest = fmt.read_manifest(read)
+        storage = open_root(caja.root, config, caja.name)
+        read = push.reader(storage)
+        try:
+            manifest = fmt.read_manifest(read)
+        except FileNotFoundError:
+            out["none"] = True
+            return
+        except fmt.CatalogError as exc:  # readable, but not a manifest: a total push writes a good one over it
+            out["error"] = str(exc)
+            return
+        except (Unreachable, CredentialsRefused):
+            raise
+        except (OSError, SyncError) as exc:
+            out["manifest"] = f"{push.MANIFEST} cannot be read ({_reason(exc)})"
+            return
         for name in sorted(manifest["catalogs"]):
             try:
                 out[name] = fmt.read_from(read, name, manifest).version
             except fmt.CatalogError as exc:
                 out[name] = str(exc)
-    except FileNotFoundError:
-        out["none"] = True
-    except fmt.CatalogError as exc:
-        out["error"] = str(exc)
-    except (OSError, Unreachable) as exc:
-        storage.forget()
-        out["error"] = f"{caja.root} did not answer ({getattr(exc, 'strerror', None) or exc})"
+            except (Unreachable, CredentialsRefused):
+                raise
+            except (OSError, SyncError) as exc:
+                out[name] = f"catalog {name!r}: a file its manifest names cannot be read ({_reason(exc)})"
+    except (Unreachable, CredentialsRefused, OSError) as exc:
+        out["unread"] = str(exc) if isinstance(exc, CredentialsRefused) else f"{caja.root} did not answer ({_reason(exc)})"
+    except Exception as exc:  # the check reports it, as a failure of this caja, not a traceback on stderr
+        out["unread"] = f"its catalogs could not be read ({type(exc).__name__}: {exc})"
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _caja_catalogs(config: Config, names: list[str]) -> list[Check]:
@@ -168,6 +187,13 @@ def _caja_catalogs(config: Config, names: list[str]) -> list[Check]:
         check = f"{name} catalogs"
         if t.is_alive():
             out.append(Check(check, "warn", f"not read within {bound:g} s", "look again when the network is quieter: `syscafe-sync doctor`"))
+        elif got.get("unread"):
+            out.append(Check(check, "fail", got["unread"], "check that the caja is on and its folder shared, then run "
+                             "`syscafe-sync doctor` again"))
+        elif got.get("manifest"):
+            out.append(Check(check, "fail", got["manifest"],
+                             f"move aside what is at {push.MANIFEST} in {registry.get(name).root} (catalogs/ is the main "
+                             f"server's alone), then `syscafe-sync catalogs push {name} --mode total`"))
         elif got.get("error"):
             out.append(Check(check, "fail", got["error"], f"`syscafe-sync catalogs push {name} --mode total` writes them whole again"))
         elif got.get("none"):

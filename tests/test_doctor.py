@@ -112,6 +112,37 @@ def test_each_cajas_catalogs_are_read_as_its_pos_reads_them(home, cfg, two):
     assert check["status"] == "warn" and "products (v" in check["message"] and "catalogs push CAJA2" in check["fix"]
 
 
+def test_catalog_files_that_cannot_be_read_fail_naming_them_with_the_fix_for_each(home, cfg, two, tmp_path):
+    """Not damage a reader's sha256 finds, but files no read gets through: said as such, never a traceback."""
+    c1, _ = two
+    load_catalogs()
+    push.push(cfg, [], "partial")
+    folder = c1.root / "catalogs"
+    snapshot = folder / json.loads((folder / "manifest.json").read_text())["catalogs"]["products"]["snapshot"]
+    snapshot.unlink()
+    snapshot.mkdir()  # a folder under the snapshot's name
+    proc = run_cli(home, "doctor")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Exception" not in proc.stderr
+    assert "FAIL  CAJA1 catalogs" in proc.stdout and "catalog 'products': a file its manifest names cannot be read" in proc.stdout
+    assert "catalogs push CAJA1 --mode total" in proc.stdout
+    [out] = [c for c in push.push(cfg, ["CAJA1"], "partial").results[0].catalogs if c.catalog == "products"]
+    assert out.mode == "total" and f"{snapshot.name} is missing" in out.fallback  # a folder is no snapshot
+    assert by_check(doctor.as_dict(doctor.run(cfg)))["CAJA1 catalogs"]["status"] == "ok"
+    manifest = folder / "manifest.json"
+    (tmp_path / "elsewhere.json").write_bytes(manifest.read_bytes())
+    manifest.unlink()
+    manifest.symlink_to(tmp_path / "elsewhere.json")  # a link leading outside the caja root
+    proc = run_cli(home, "doctor")
+    assert proc.returncode == 1 and "Exception" not in proc.stderr
+    assert "catalogs/manifest.json cannot be read" in proc.stdout and "leads outside the caja root" in proc.stdout
+    assert "move aside what is at catalogs/manifest.json" in proc.stdout
+    manifest.unlink()
+    manifest.mkdir()
+    check = by_check(doctor.as_dict(doctor.run(cfg)))["CAJA1 catalogs"]
+    assert check["status"] == "fail" and "not a regular file" in check["message"] and "move aside" in check["fix"]
+    assert by_check(doctor.as_dict(doctor.run(cfg)))["CAJA2 catalogs"]["status"] == "ok"
+
+
 def test_a_clock_that_went_back_fails(cfg, two):
     assert by_check(doctor.as_dict(doctor.run(cfg)))["clock sane"]["status"] == "ok"
     SyncLog.create(at=utcnow() + dt.timedelta(hours=2), level="info", action="import", outcome="ok", message="written by a clock ahead")
